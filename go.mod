@@ -1,0 +1,3 @@
+module github.com/telcni/telcni
+
+go 1.26.8
