@@ -1,0 +1,144 @@
+package vppagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// reconcile makes VPP match the records: every recorded interface exists
+// (after a VPP restart, everything is re-created), and every telcni-tagged
+// object nobody owns is removed (after an agent crash or a lost DEL).
+func (m *Manager) reconcile(ctx context.Context, v *vpp) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.store.List()
+	if err != nil {
+		return err
+	}
+	st, err := m.observe(ctx, v)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	created := 0
+	for i := range recs {
+		r := recs[i]
+		if err := m.ensureNetwork(ctx, v, st, &r.Spec.Network); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Spec.Key(), err))
+			continue
+		}
+		_, existed := st.byTag[r.Spec.Tag()]
+		nr, err := m.ensurePod(ctx, v, st, r.Spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Spec.Key(), err))
+			continue
+		}
+		if !existed {
+			created++
+		}
+		if nr.SwIfIndex != r.SwIfIndex || nr.Socket != r.Socket {
+			if err := m.store.Put(*nr); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := m.collect(ctx, v, recs); err != nil {
+		errs = append(errs, err)
+	}
+	m.log.Info("reconciled VPP", "records", len(recs), "recreated", created, "errors", len(errs))
+	return errors.Join(errs...)
+}
+
+// collect deletes telcni-tagged interfaces, bridge domains and memif
+// sockets that none of recs owns: pod interfaces first, then the network
+// objects they hung off, so that nothing is deleted while in use.
+func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
+	want := map[string]bool{}
+	wantBD := map[uint32]bool{}
+	wantSock := map[string]bool{}
+	for _, r := range recs {
+		n := &r.Spec.Network
+		want[r.Spec.Tag()] = true
+		want[netTag(n.Name)] = true
+		if n.Uplink != nil {
+			want[uplinkTag(n.Uplink)] = true
+		}
+		if !n.L3 {
+			wantBD[n.BridgeDomain()] = true
+		}
+		if n.Kind == KindMemif {
+			wantSock[r.Socket] = true
+		}
+	}
+	ifs, err := v.dumpInterfaces(ctx)
+	if err != nil {
+		return err
+	}
+	// Order: pod interfaces (rank 0), sub-interfaces and loopbacks (1),
+	// uplinks (2).
+	rank := func(i swIf) int {
+		switch {
+		case strings.HasPrefix(i.Tag, tagPrefix+"uplink:"):
+			return 2
+		case strings.HasPrefix(i.Tag, tagPrefix+"net:"):
+			return 1
+		}
+		return 0
+	}
+	var orphans []swIf
+	for _, i := range ifs {
+		if isOurs(i.Tag) && !want[i.Tag] {
+			orphans = append(orphans, i)
+		}
+	}
+	sort.SliceStable(orphans, func(a, b int) bool { return rank(orphans[a]) < rank(orphans[b]) })
+	var errs []error
+	for _, i := range orphans {
+		m.log.Info("removing unowned VPP interface", "swIfIndex", i.Index, "name", i.Name, "tag", i.Tag)
+		if err := m.deleteIf(ctx, v, i); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	bds, err := v.bridgeDomains(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for id, tag := range bds {
+		if isOurs(tag) && !wantBD[id] {
+			m.log.Info("removing unowned bridge domain", "bd", id, "tag", tag)
+			if err := v.bridgeDomainDel(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	socks, err := v.memifSockets(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for id, f := range socks {
+		if id == 0 || !m.ownsSocket(f) {
+			continue
+		}
+		used := false
+		for s := range wantSock {
+			if socketMatches(f, s) {
+				used = true
+			}
+		}
+		if !used {
+			m.log.Info("removing unowned memif socket", "id", id, "file", f)
+			if err := v.memifSocketDel(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ownsSocket recognises socket names telcni makes (see memifSocket).
+func (m *Manager) ownsSocket(f string) bool {
+	return strings.HasPrefix(f, "abstract:telcni-") || strings.HasPrefix(f, m.runDir+"/memif/")
+}
