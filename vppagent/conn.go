@@ -65,7 +65,7 @@ type Conn struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	api     *core.Connection
+	api     api.Connection
 	stats   *core.StatsConnection
 	err     error // why not ready; nil when ready
 	version string
@@ -152,7 +152,7 @@ func (c *Conn) Changed() <-chan struct{} {
 	return c.changed
 }
 
-func (c *Conn) setState(a *core.Connection, s *core.StatsConnection, version string, missing []string, err error) {
+func (c *Conn) setState(a api.Connection, s *core.StatsConnection, version string, missing []string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.api, c.stats, c.version, c.missing, c.err = a, s, version, missing, err

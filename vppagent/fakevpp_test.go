@@ -1,0 +1,354 @@
+package vppagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+
+	"go.fd.io/govpp/api"
+	afpacket "go.fd.io/govpp/binapi/af_packet"
+	"go.fd.io/govpp/binapi/arp"
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip"
+	"go.fd.io/govpp/binapi/ip6_nd"
+	"go.fd.io/govpp/binapi/l2"
+	"go.fd.io/govpp/binapi/memclnt"
+	"go.fd.io/govpp/binapi/memif"
+	"go.fd.io/govpp/binapi/vhost_user"
+)
+
+// fakeVPP is an in-memory model of the VPP objects the agent touches,
+// behind govpp's api.Connection, so that the translation from the model
+// to API calls is tested without a VPP. It enforces the rules that make
+// ordering matter (no deleting a socket in use, no deleting a bridge domain
+// with members, no deleting a parent with sub-interfaces).
+type fakeVPP struct {
+	mu     sync.Mutex
+	next   uint32
+	ifs    map[uint32]*fakeIf
+	bds    map[uint32]string
+	socks  map[uint32]string
+	routes map[string]uint32 // "table/prefix" -> sw_if_index
+	proxy  map[string]bool   // proxy ARP ranges and ND proxies
+	calls  []string
+}
+
+type fakeIf struct {
+	name, tag string
+	sup       uint32
+	sock      uint32
+	bd        uint32
+	up        bool
+	unnumTo   uint32
+	table     uint32
+	addrs     []string
+	vtr       uint32
+}
+
+func newFakeVPP() *fakeVPP {
+	f := &fakeVPP{next: 1, ifs: map[uint32]*fakeIf{0: {name: "local0"}}, bds: map[uint32]string{},
+		socks: map[uint32]string{0: "/run/vpp/memif.sock"}, routes: map[string]uint32{}, proxy: map[string]bool{}}
+	return f
+}
+
+func (f *fakeVPP) NewStream(ctx context.Context, _ ...api.StreamOption) (api.Stream, error) {
+	return &fakeStream{f: f, ctx: ctx}, nil
+}
+
+func (f *fakeVPP) Invoke(ctx context.Context, req, reply api.Message) error {
+	rs := f.handle(req)
+	if len(rs) != 1 || reflect.TypeOf(rs[0]) != reflect.TypeOf(reply) {
+		return fmt.Errorf("fakeVPP: %T answered %d messages, want one %T", req, len(rs), reply)
+	}
+	reflect.ValueOf(reply).Elem().Set(reflect.ValueOf(rs[0]).Elem())
+	return nil
+}
+
+func (f *fakeVPP) WatchEvent(context.Context, api.Message) (api.Watcher, error) {
+	return nil, errors.New("fakeVPP: no events")
+}
+
+type fakeStream struct {
+	f   *fakeVPP
+	ctx context.Context
+	q   []api.Message
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
+func (s *fakeStream) Close() error             { return nil }
+func (s *fakeStream) SendMsg(m api.Message) error {
+	s.q = append(s.q, s.f.handle(m)...)
+	return nil
+}
+func (s *fakeStream) RecvMsg() (api.Message, error) {
+	if len(s.q) == 0 {
+		return nil, errors.New("fakeVPP: no reply queued")
+	}
+	m := s.q[0]
+	s.q = s.q[1:]
+	return m, nil
+}
+
+func (f *fakeVPP) newIf(name string) (uint32, *fakeIf) {
+	idx := f.next
+	f.next++
+	i := &fakeIf{name: name, sup: idx, unnumTo: invalidIndex}
+	f.ifs[idx] = i
+	return idx, i
+}
+
+const (
+	rvNoSuch = int32(api.NO_SUCH_ENTRY)
+	rvInUse  = int32(api.UNEXPECTED_INTF_STATE)
+)
+
+func (f *fakeVPP) handle(m api.Message) []api.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, m.GetMessageName())
+	idxOK := func(i interface_types.InterfaceIndex) bool { _, ok := f.ifs[uint32(i)]; return ok }
+	rv := func(ok bool) int32 {
+		if ok {
+			return 0
+		}
+		return rvNoSuch
+	}
+	switch r := m.(type) {
+	case *memclnt.ControlPing:
+		return []api.Message{&memclnt.ControlPingReply{}}
+	case *interfaces.SwInterfaceDump:
+		var out []api.Message
+		for _, idx := range f.sortedIfs() {
+			i := f.ifs[idx]
+			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(idx), SupSwIfIndex: i.sup, InterfaceName: i.name, Tag: i.tag})
+		}
+		return append(out, &memclnt.ControlPingReply{})
+	case *interfaces.SwInterfaceTagAddDel:
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			i.tag = r.Tag
+		}
+		return []api.Message{&interfaces.SwInterfaceTagAddDelReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *interfaces.SwInterfaceSetFlags:
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			i.up = r.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0
+		}
+		return []api.Message{&interfaces.SwInterfaceSetFlagsReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *interfaces.SwInterfaceSetMtu:
+		return []api.Message{&interfaces.SwInterfaceSetMtuReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *memif.MemifSocketFilenameAddDelV2:
+		if !r.IsAdd {
+			for _, i := range f.ifs {
+				if i.sock == r.SocketID && len(i.name) > 5 && i.name[:5] == "memif" {
+					return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{Retval: rvInUse}}
+				}
+			}
+			_, ok := f.socks[r.SocketID]
+			delete(f.socks, r.SocketID)
+			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{Retval: rv(ok)}}
+		}
+		id := uint32(1)
+		for f.socks[id] != "" {
+			id++
+		}
+		f.socks[id] = r.SocketFilename
+		return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
+	case *memif.MemifSocketFilenameDump:
+		var out []api.Message
+		for id, s := range f.socks {
+			out = append(out, &memif.MemifSocketFilenameDetails{SocketID: id, SocketFilename: s})
+		}
+		return append(out, &memclnt.ControlPingReply{})
+	case *memif.MemifCreateV2:
+		if _, ok := f.socks[r.SocketID]; !ok {
+			return []api.Message{&memif.MemifCreateV2Reply{Retval: rvNoSuch}}
+		}
+		idx, i := f.newIf(fmt.Sprintf("memif%d/%d", r.SocketID, r.ID))
+		i.sock = r.SocketID
+		return []api.Message{&memif.MemifCreateV2Reply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *memif.MemifDelete:
+		ok := idxOK(r.SwIfIndex)
+		f.deleteIf(uint32(r.SwIfIndex))
+		return []api.Message{&memif.MemifDeleteReply{Retval: rv(ok)}}
+	case *vhost_user.CreateVhostUserIfV2:
+		idx, i := f.newIf(fmt.Sprintf("VirtualEthernet0/0/%d", f.next))
+		i.tag = r.Tag
+		return []api.Message{&vhost_user.CreateVhostUserIfV2Reply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *vhost_user.DeleteVhostUserIf:
+		ok := idxOK(r.SwIfIndex)
+		f.deleteIf(uint32(r.SwIfIndex))
+		return []api.Message{&vhost_user.DeleteVhostUserIfReply{Retval: rv(ok)}}
+	case *l2.BridgeDomainAddDelV2:
+		if r.IsAdd {
+			if _, ok := f.bds[r.BdID]; ok {
+				return []api.Message{&l2.BridgeDomainAddDelV2Reply{Retval: int32(api.BD_ALREADY_EXISTS)}}
+			}
+			f.bds[r.BdID] = r.BdTag
+			return []api.Message{&l2.BridgeDomainAddDelV2Reply{BdID: r.BdID}}
+		}
+		for _, i := range f.ifs {
+			if i.bd == r.BdID {
+				return []api.Message{&l2.BridgeDomainAddDelV2Reply{Retval: int32(api.BD_IN_USE)}}
+			}
+		}
+		_, ok := f.bds[r.BdID]
+		delete(f.bds, r.BdID)
+		return []api.Message{&l2.BridgeDomainAddDelV2Reply{Retval: rv(ok)}}
+	case *l2.BridgeDomainDump:
+		var out []api.Message
+		for id, tag := range f.bds {
+			out = append(out, &l2.BridgeDomainDetails{BdID: id, BdTag: tag})
+		}
+		return append(out, &memclnt.ControlPingReply{})
+	case *l2.SwInterfaceSetL2Bridge:
+		i, ok := f.ifs[uint32(r.RxSwIfIndex)]
+		if _, bdok := f.bds[r.BdID]; !bdok && r.Enable {
+			ok = false
+		}
+		if ok {
+			i.bd = 0
+			if r.Enable {
+				i.bd = r.BdID
+			}
+		}
+		return []api.Message{&l2.SwInterfaceSetL2BridgeReply{Retval: rv(ok)}}
+	case *l2.L2InterfaceVlanTagRewrite:
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			i.vtr = r.VtrOp
+		}
+		return []api.Message{&l2.L2InterfaceVlanTagRewriteReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *interfaces.CreateVlanSubif:
+		p, ok := f.ifs[uint32(r.SwIfIndex)]
+		if !ok {
+			return []api.Message{&interfaces.CreateVlanSubifReply{Retval: rvNoSuch}}
+		}
+		idx, i := f.newIf(fmt.Sprintf("%s.%d", p.name, r.VlanID))
+		i.sup = uint32(r.SwIfIndex)
+		return []api.Message{&interfaces.CreateVlanSubifReply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *interfaces.DeleteSubif:
+		ok := idxOK(r.SwIfIndex)
+		f.deleteIf(uint32(r.SwIfIndex))
+		return []api.Message{&interfaces.DeleteSubifReply{Retval: rv(ok)}}
+	case *interfaces.CreateLoopback:
+		idx, _ := f.newIf(fmt.Sprintf("loop%d", f.next))
+		return []api.Message{&interfaces.CreateLoopbackReply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *interfaces.DeleteLoopback:
+		ok := idxOK(r.SwIfIndex)
+		f.deleteIf(uint32(r.SwIfIndex))
+		return []api.Message{&interfaces.DeleteLoopbackReply{Retval: rv(ok)}}
+	case *afpacket.AfPacketCreateV3:
+		idx, _ := f.newIf("host-" + r.HostIfName)
+		return []api.Message{&afpacket.AfPacketCreateV3Reply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *afpacket.AfPacketDelete:
+		for idx, i := range f.ifs {
+			if i.name == "host-"+r.HostIfName {
+				f.deleteIf(idx)
+				return []api.Message{&afpacket.AfPacketDeleteReply{}}
+			}
+		}
+		return []api.Message{&afpacket.AfPacketDeleteReply{Retval: rvNoSuch}}
+	case *ip.IPTableAddDel:
+		return []api.Message{&ip.IPTableAddDelReply{}}
+	case *interfaces.SwInterfaceSetTable:
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			i.table = r.VrfID
+		}
+		return []api.Message{&interfaces.SwInterfaceSetTableReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *interfaces.SwInterfaceAddDelAddress:
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			i.addrs = append(i.addrs, r.Prefix.String())
+		}
+		return []api.Message{&interfaces.SwInterfaceAddDelAddressReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *interfaces.SwInterfaceSetUnnumbered:
+		if i, ok := f.ifs[uint32(r.UnnumberedSwIfIndex)]; ok && idxOK(r.SwIfIndex) {
+			i.unnumTo = invalidIndex
+			if r.IsAdd {
+				i.unnumTo = uint32(r.SwIfIndex)
+			}
+		}
+		return []api.Message{&interfaces.SwInterfaceSetUnnumberedReply{Retval: rv(idxOK(r.SwIfIndex) && idxOK(r.UnnumberedSwIfIndex))}}
+	case *ip.IPRouteAddDel:
+		k := fmt.Sprintf("%d/%s", r.Route.TableID, r.Route.Prefix.String())
+		if r.IsAdd {
+			f.routes[k] = r.Route.Paths[0].SwIfIndex
+		} else {
+			delete(f.routes, k)
+		}
+		return []api.Message{&ip.IPRouteAddDelReply{}}
+	case *arp.ProxyArpAddDel:
+		f.proxy[fmt.Sprintf("arp %d %s", r.Proxy.TableID, r.Proxy.Low)] = r.IsAdd
+		return []api.Message{&arp.ProxyArpAddDelReply{}}
+	case *arp.ProxyArpIntfcEnableDisable:
+		f.proxy[fmt.Sprintf("arp-if %d", r.SwIfIndex)] = r.Enable
+		return []api.Message{&arp.ProxyArpIntfcEnableDisableReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *ip6_nd.IP6ndProxyAddDel:
+		f.proxy[fmt.Sprintf("nd %d %s", r.SwIfIndex, r.IP)] = r.IsAdd
+		return []api.Message{&ip6_nd.IP6ndProxyAddDelReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	}
+	panic(fmt.Sprintf("fakeVPP: unexpected message %T", m))
+}
+
+func (f *fakeVPP) deleteIf(idx uint32) {
+	for k, v := range f.routes {
+		if v == idx {
+			delete(f.routes, k)
+		}
+	}
+	delete(f.ifs, idx)
+}
+
+func (f *fakeVPP) sortedIfs() []uint32 {
+	var ids []uint32
+	for id := range f.ifs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	return ids
+}
+
+// ours returns the telcni-tagged interface tags and bridge domains.
+func (f *fakeVPP) ours() (tags []string, bds []uint32, socks []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, i := range f.ifs {
+		if isOurs(i.tag) {
+			tags = append(tags, i.tag)
+		}
+	}
+	for id, t := range f.bds {
+		if isOurs(t) {
+			bds = append(bds, id)
+		}
+	}
+	for id, s := range f.socks {
+		if id != 0 {
+			socks = append(socks, s)
+		}
+	}
+	sort.Strings(tags)
+	return
+}
+
+func (f *fakeVPP) byTag(tag string) *fakeIf {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, i := range f.ifs {
+		if i.tag == tag {
+			return i
+		}
+	}
+	return nil
+}
+
+// fakeManager is a Manager wired to f as if connected.
+func fakeManager(f *fakeVPP, dir string) *Manager {
+	m, _ := NewManager(Config{Store: FileStore{Dir: dir}, RunDir: dir + "/run"})
+	m.conn.setState(f, nil, "fake", nil, nil)
+	return m
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,241 @@
+package vppagent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telcni/telcni/vppagent/vpptest"
+)
+
+const (
+	cidA = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	cidB = "1a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+)
+
+func l2Net() Network { return Network{Name: "fronthaul", Kind: KindMemif} }
+
+// telcniObjects lists the telcni-tagged interfaces and bridge domains VPP has.
+func telcniObjects(t testing.TB, a *testAgent) (ifs []string, bds []uint32) {
+	t.Helper()
+	c, err := a.m.conn.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &vpp{conn: c}
+	ctx := context.Background()
+	all, err := v.dumpInterfaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range all {
+		if isOurs(i.Tag) {
+			ifs = append(ifs, i.Tag)
+		}
+	}
+	bm, err := v.bridgeDomains(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, tag := range bm {
+		if isOurs(tag) {
+			bds = append(bds, id)
+		}
+	}
+	return ifs, bds
+}
+
+func TestVPPConnectsAndChecksCRCs(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	a := startAgent(t, v, recDir(t), shortTemp(t))
+	if ver := a.m.Conn().Version(); !strings.HasPrefix(ver, "25.10") {
+		t.Errorf("VPP version %q, want 25.10", ver)
+	}
+}
+
+func TestVPPMemifL2TwoPodsPing(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	a := startAgent(t, v, recDir(t), shortTemp(t))
+	ctx := context.Background()
+	nsA, nsB := newNetns(t), newNetns(t)
+	ra, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: nsA, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := a.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "fh0", Netns: nsB, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.2/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.DeviceInfo.Type != "memif" || !strings.HasPrefix(ra.DeviceInfo.Memif.Path, "abstract:") {
+		t.Errorf("device-info %+v, want memif on an abstract socket", ra.DeviceInfo)
+	}
+	out := v.MustCLI("show interface")
+	for _, r := range []*Record{ra, rb} {
+		if !strings.Contains(v.MustCLI("show interface "+ifName(t, a, r)+" addr"), "L2 bridge bd-id") {
+			t.Errorf("%s not in a bridge domain:\n%s", r.Spec.Tag(), out)
+		}
+	}
+	ifs, _ := telcniObjects(t, a)
+	if len(ifs) != 2 || !contains(ifs, ra.Spec.Tag()) || !contains(ifs, rb.Spec.Tag()) {
+		t.Errorf("tagged interfaces %v, want the two pod tags", ifs)
+	}
+	p := startPods(t)
+	pa := p.add(ra, "02:00:00:00:00:0a")
+	pb := p.add(rb, "02:00:00:00:00:0b")
+	mustPing(t, pa, pb.ip, pb.ip, 1, 10*time.Second)
+	mustPing(t, pb, pa.ip, pa.ip, 2, 10*time.Second)
+
+	cs, err := a.m.PodCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 || cs[0].RxPackets == 0 || cs[0].TxPackets == 0 {
+		t.Errorf("pod counters %+v, want rx and tx on both", cs)
+	}
+	var sb strings.Builder
+	if err := WritePrometheus(&sb, cs); err != nil || !strings.Contains(sb.String(), `telcni_vpp_pod_rx_packets_total{container_id="`+cidA) {
+		t.Errorf("metrics: %v\n%s", err, sb.String())
+	}
+
+	for _, r := range []*Record{ra, rb} {
+		if err := a.m.Del(ctx, r.Spec.Key()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ifs, bds := telcniObjects(t, a)
+	if len(ifs)+len(bds) != 0 {
+		t.Errorf("after DEL VPP still has %v %v", ifs, bds)
+	}
+	if s := v.MustCLI("show memif"); strings.Contains(s, "telcni-") {
+		t.Errorf("memif sockets left after DEL:\n%s", s)
+	}
+}
+
+func TestVPPDownAddFailsWithCode11(t *testing.T) {
+	sock := "/nonexistent/vpp/api.sock"
+	m, err := NewManager(Config{Conn: ConnConfig{APISocket: sock}, Store: FileStore{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Add(context.Background(), PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/proc/1/ns/net", Network: l2Net()})
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || ue.CNICode() != 11 || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("ADD with VPP down: %v, want CNI code 11 naming %s", err, sock)
+	}
+	if m.Ready() == nil {
+		t.Error("Ready() nil with VPP down")
+	}
+}
+
+func TestVPPRestartReconciles(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	a := startAgent(t, v, recDir(t), shortTemp(t))
+	ctx := context.Background()
+	nsA, nsB := newNetns(t), newNetns(t)
+	ra, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: nsA, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := a.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "fh0", Netns: nsB, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.2/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPods(t)
+	pa := p.add(ra, "02:00:00:00:00:0a")
+	pb := p.add(rb, "02:00:00:00:00:0b")
+	mustPing(t, pa, pb.ip, pb.ip, 1, 10*time.Second)
+
+	v.Kill() // kill -9 mid-traffic: all VPP state is gone
+	deadline := time.Now().Add(10 * time.Second)
+	for a.m.Ready() == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a.m.Ready() == nil {
+		t.Fatal("agent still ready 10s after VPP was killed")
+	}
+	v.Restart()
+	waitReady(t, a.m, 20*time.Second)
+	// No CNI call: the agent re-created both memifs and the pods redialed.
+	mustPing(t, pa, pb.ip, pb.ip, 2, 20*time.Second)
+	mustPing(t, pb, pa.ip, pa.ip, 3, 10*time.Second)
+	if pa.connects.Load() < 2 {
+		t.Errorf("pod A connected %d times, want a reconnect after the VPP restart", pa.connects.Load())
+	}
+}
+
+func TestVPPAgentRestartKeepsOwnedRemovesOrphans(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	rd, run := recDir(t), shortTemp(t)
+	a1 := startAgent(t, v, rd, run)
+	ctx := context.Background()
+	ns := newNetns(t)
+	ra, err := a1.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: ns, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Orphans: a pod interface, network and memif socket whose records are
+	// gone (a DEL the agent never saw), plus a foreign object to keep.
+	orphan, err := a1.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "up0", Netns: ns,
+		Network: Network{Name: "orphaned", Kind: KindMemif}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(FileStore{Dir: rd}.file(orphan.Spec.Key())); err != nil {
+		t.Fatal(err)
+	}
+	v.MustCLI("create loopback interface")
+	v.MustCLI("set interface tag loop0 someone-else")
+	a1.stop() // the agent dies between ADD and DEL
+
+	a2 := startAgent(t, v, rd, run)
+	ifs, bds := telcniObjects(t, a2)
+	if len(ifs) != 1 || ifs[0] != ra.Spec.Tag() || len(bds) != 1 || bds[0] != ra.Spec.Network.BridgeDomain() {
+		t.Fatalf("after agent restart VPP has %v %v, want only %s in bd %d", ifs, bds, ra.Spec.Tag(), ra.Spec.Network.BridgeDomain())
+	}
+	if !v.Contains("show interface", "loop0") {
+		t.Error("reconcile removed an interface telcni does not own")
+	}
+	if s := v.MustCLI("show memif"); strings.Contains(s, "-up0") {
+		t.Errorf("orphan memif socket not removed:\n%s", s)
+	}
+	if err := a2.m.Del(ctx, ra.Spec.Key()); err != nil {
+		t.Fatal(err)
+	}
+	ifs, bds = telcniObjects(t, a2)
+	if len(ifs)+len(bds) != 0 {
+		t.Errorf("after DEL VPP still has %v %v", ifs, bds)
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ifName is the VPP interface name of a record's interface.
+func ifName(t testing.TB, a *testAgent, r *Record) string {
+	t.Helper()
+	c, err := a.m.conn.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := (&vpp{conn: c}).dumpInterfaces(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range all {
+		if i.Tag == r.Spec.Tag() {
+			return i.Name
+		}
+	}
+	t.Fatalf("no interface tagged %s", r.Spec.Tag())
+	return ""
+}
