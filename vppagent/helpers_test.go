@@ -34,11 +34,19 @@ func newNetns(t testing.TB) string {
 
 func run(t testing.TB, args ...string) string {
 	t.Helper()
+	out, err := runOut(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func runOut(args ...string) (string, error) {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return string(out), nil
 }
 
 type testAgent struct {

@@ -154,6 +154,15 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 	return m.store.Delete(key)
 }
 
+// CLI runs a VPP debug CLI command (telcnictl's passthrough).
+func (m *Manager) CLI(ctx context.Context, cmd string) (string, error) {
+	c, err := m.conn.API()
+	if err != nil {
+		return "", err
+	}
+	return (&vpp{conn: c}).cli(ctx, cmd)
+}
+
 // Records lists what the Manager owns.
 func (m *Manager) Records() ([]Record, error) { return m.store.List() }
 

@@ -133,26 +133,6 @@ func (v *vpp) memifSockets(ctx context.Context) (map[uint32]string, error) {
 	}
 }
 
-// memifDetails maps sw_if_index to the memif's socket id.
-func (v *vpp) memifs(ctx context.Context) (map[uint32]uint32, error) {
-	c := memif.NewServiceClient(v.conn)
-	s, err := c.MemifDump(ctx, &memif.MemifDump{})
-	if err != nil {
-		return nil, fmt.Errorf("dump memifs: %w", err)
-	}
-	out := map[uint32]uint32{}
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump memifs: %w", err)
-		}
-		out[uint32(d.SwIfIndex)] = d.SocketID
-	}
-}
-
 func (v *vpp) memifCreate(ctx context.Context, socketID, id uint32, o MemifOptions) (uint32, error) {
 	mode := memif.MEMIF_MODE_API_ETHERNET
 	if o.Mode == MemifModeIP {
