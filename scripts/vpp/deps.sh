@@ -12,6 +12,7 @@ if ((${#need[@]})); then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+"$(dirname "$0")/dpdk-virtio.sh"
 bin="${VPP_BIN:-$(command -v vpp || true)}"
 [[ -z "$bin" && -x /opt/vpp/bin/vpp ]] && bin=/opt/vpp/bin/vpp
 if [[ -n "$bin" ]]; then
