@@ -3,6 +3,8 @@ module github.com/telcni/telcni
 go 1.26.8
 
 require (
+	go.etcd.io/bbolt v1.4.3 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/sys v0.29.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
