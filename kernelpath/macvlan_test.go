@@ -182,4 +182,3 @@ func TestMacvlanErrorsLeaveNothing(t *testing.T) {
 		t.Errorf("absent netns: %v", err)
 	}
 }
-
