@@ -121,4 +121,3 @@ func load(files []string) ([]*api.Network, error) {
 	}
 	return out, nil
 }
-
