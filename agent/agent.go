@@ -1,0 +1,89 @@
+// Package agent is the node agent's core: one handler path for every CNI
+// call — resolve networks, allocate addresses, attach each interface,
+// record, answer — with the locks and state that the thin plugin never
+// holds.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/ipam"
+)
+
+// Config assembles an Agent.
+type Config struct {
+	Store    *ipam.Store
+	Networks api.NetworkSource
+	// Paths serve the network path kinds; a network whose path has no entry
+	// is refused with a message saying so.
+	Paths map[api.PathKind]attach.Path
+	Log   *slog.Logger
+	// AttachTimeout bounds one interface's Attach (0: 60 s).
+	AttachTimeout time.Duration
+}
+
+// Agent answers CNI calls.
+type Agent struct {
+	store    *ipam.Store
+	networks api.NetworkSource
+	paths    map[api.PathKind]attach.Path
+	log      *slog.Logger
+	timeout  time.Duration
+	locks    keyedMutex
+}
+
+// New returns an agent. Call Recover once before serving.
+func New(cfg Config) *Agent {
+	t := cfg.AttachTimeout
+	if t == 0 {
+		t = 60 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{store: cfg.Store, networks: cfg.Networks, paths: cfg.Paths, log: log, timeout: t}
+}
+
+func (a *Agent) path(n *api.Network) (attach.Path, error) {
+	p, ok := a.paths[n.Path]
+	if !ok {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: path %s is not available on this node", n.Key(), n.Path)
+	}
+	return p, nil
+}
+
+// Recover finishes what a crash interrupted: an attachment still pending
+// at start-up belonged to an ADD that never answered, so everything it made
+// is undone and its addresses freed. The runtime sees that ADD fail and
+// will retry or DEL; either works on a clean slate.
+func (a *Agent) Recover(ctx context.Context) error {
+	var pending []*Attachment
+	err := a.store.View(func(tx *ipam.Tx) error {
+		for _, key := range tx.RecordKeys() {
+			var rec Attachment
+			if err := tx.GetRecord(key, &rec); err != nil {
+				return err
+			}
+			if rec.State != StateReady {
+				pending = append(pending, &rec)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover: read records: %w", err)
+	}
+	for _, rec := range pending {
+		a.log.Warn("recover: undoing interrupted ADD", "container", rec.ContainerID, "ifname", rec.IfName)
+		if err := a.teardown(ctx, rec, true); err != nil {
+			return fmt.Errorf("recover %s: %w", rec.Key, err)
+		}
+	}
+	return nil
+}

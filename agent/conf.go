@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/cni"
+)
+
+// PodAnnotationsKey is the runtimeConfig key under which CRI-O (and
+// containerd with the pod-annotations capability) pass the pod's
+// annotations to CNI plugins.
+const PodAnnotationsKey = "io.kubernetes.cri.pod-annotations"
+
+// netConf is the agent's view of the stdin config.
+type netConf struct {
+	CNIVersion string `json:"cniVersion"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	// Network names a network of the agent's source: attachment mode.
+	Network   string `json:"network,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	// Path set means the config is itself a network definition (a NAD's
+	// spec.config delegated by Multus, or a conflist entry): attachment mode.
+	Path api.PathKind `json:"path,omitempty"`
+	// DefaultNetwork, in pod mode, is the network of CNI_IFNAME (eth0).
+	DefaultNetwork string `json:"defaultNetwork,omitempty"`
+	// DefaultRoute, in attachment mode, puts the default route on this
+	// interface.
+	DefaultRoute  bool `json:"defaultRoute,omitempty"`
+	RuntimeConfig struct {
+		IPs            []string          `json:"ips,omitempty"`
+		MAC            string            `json:"mac,omitempty"`
+		PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
+	} `json:"runtimeConfig"`
+	ValidAttachments []struct {
+		ContainerID string `json:"containerID"`
+		IfName      string `json:"ifname"`
+	} `json:"cni.dev/valid-attachments,omitempty"`
+}
+
+// pluginKeys are stdin keys that belong to the CNI call, not to an inline
+// network definition.
+var pluginKeys = []string{"agentSocket", "runtimeConfig", "capabilities", "prevResult", "args",
+	"cni.dev/valid-attachments", "defaultRoute", "dns", "network", "defaultNetwork"}
+
+func parseConf(raw json.RawMessage) (*netConf, error) {
+	var c netConf
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, attach.Errorf(attach.CodeDecodeFailure, "decode network config: %v", err)
+	}
+	if c.Type != "" && c.Type != api.PluginTypeName {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "type: %q is not %q", c.Type, api.PluginTypeName)
+	}
+	return &c, nil
+}
+
+// inlineNetwork parses the stdin config as a network definition.
+func inlineNetwork(raw json.RawMessage) (*api.Network, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, attach.Errorf(attach.CodeDecodeFailure, "decode network config: %v", err)
+	}
+	for _, k := range pluginKeys {
+		delete(m, k)
+	}
+	doc, _ := json.Marshal(m)
+	n, err := api.ParseNetwork(doc)
+	if err != nil {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "network config %v", err)
+	}
+	return n, nil
+}
+
+// ifacePlan is one interface an ADD will make.
+type ifacePlan struct {
+	network      *api.Network
+	ifName       string
+	static       []netip.Prefix
+	mac          string
+	defaultRoute bool
+	gateways     []netip.Addr
+}
+
+type plan struct {
+	conf   *netConf
+	key    string
+	mode   string
+	pod    attach.Pod
+	ifaces []ifacePlan
+}
+
+// parseCNIArgs reads the K8S_POD_* keys of CNI_ARGS.
+func parseCNIArgs(args string) (attach.Pod, error) {
+	var pod attach.Pod
+	if args == "" {
+		return pod, nil
+	}
+	for _, kv := range strings.Split(args, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return pod, attach.Errorf(attach.CodeInvalidEnv, "CNI_ARGS: %q is not KEY=VALUE", kv)
+		}
+		switch k {
+		case "K8S_POD_NAMESPACE":
+			pod.Namespace = v
+		case "K8S_POD_NAME":
+			pod.Name = v
+		case "K8S_POD_UID":
+			pod.UID = v
+		}
+	}
+	return pod, nil
+}
+
+// resolve turns an ADD call into the list of interfaces to make.
+func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan, error) {
+	pod, err := parseCNIArgs(call.Args)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{conf: c, key: recordKey(call.ContainerID, call.IfName), pod: pod}
+	podNS := pod.Namespace
+	if podNS == "" {
+		podNS = api.DefaultNetNS
+	}
+	switch {
+	case c.Path != "":
+		n, err := inlineNetwork(call.Config)
+		if err != nil {
+			return nil, err
+		}
+		p.mode = ModeAttachment
+		return p, a.planAttachment(p, n, call.IfName)
+	case c.Network != "":
+		ns := c.Namespace
+		if ns == "" {
+			ns = podNS
+		}
+		n, err := a.lookup(ctx, "network", ns, c.Network)
+		if err != nil {
+			return nil, err
+		}
+		p.mode = ModeAttachment
+		return p, a.planAttachment(p, n, call.IfName)
+	default:
+		p.mode = ModePod
+		return p, a.planPod(ctx, p, call.IfName, podNS)
+	}
+}
+
+func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api.Network, error) {
+	n, err := a.networks.Network(ctx, namespace, name)
+	if errors.Is(err, api.ErrNetworkNotFound) {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "%s: %q is not a network known in namespace %q", field, name, namespace)
+	}
+	if err != nil {
+		return nil, attach.Errorf(attach.CodeIOFailure, "%s: look up network %q: %v", field, name, err)
+	}
+	return n, nil
+}
+
+func (a *Agent) planAttachment(p *plan, n *api.Network, ifName string) error {
+	static, err := api.ParseIPs("runtimeConfig.ips", p.conf.RuntimeConfig.IPs)
+	if err != nil {
+		return attach.WithCode(attach.CodeInvalidConfig, err)
+	}
+	if mac := p.conf.RuntimeConfig.MAC; mac != "" {
+		if err := api.ValidateMAC(mac); err != nil {
+			return attach.Errorf(attach.CodeInvalidConfig, "runtimeConfig.mac: %q %v", mac, err)
+		}
+	}
+	p.ifaces = []ifacePlan{{network: n, ifName: ifName, static: static, mac: p.conf.RuntimeConfig.MAC, defaultRoute: p.conf.DefaultRoute}}
+	return nil
+}
+
+func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) error {
+	annotation := p.conf.RuntimeConfig.PodAnnotations[api.NetworksAnnotation]
+	sels, err := api.ParseSelections(annotation, podNS)
+	if err != nil {
+		return attach.WithCode(attach.CodeInvalidConfig, fmt.Errorf("pod annotation %s: %w", api.NetworksAnnotation, err))
+	}
+	if p.conf.DefaultNetwork == "" && len(sels) == 0 {
+		return attach.Errorf(attach.CodeInvalidConfig,
+			"pod mode: the pod asks for no network (no %s annotation in runtimeConfig %q) and the config has no defaultNetwork",
+			api.NetworksAnnotation, PodAnnotationsKey)
+	}
+	used := map[string]bool{}
+	explicitDefault := false
+	for _, s := range sels {
+		used[s.Interface] = true
+		explicitDefault = explicitDefault || len(s.DefaultRoute) > 0
+	}
+	if p.conf.DefaultNetwork != "" {
+		if used[cniIfName] {
+			return attach.Errorf(attach.CodeInvalidConfig, "pod annotation %s: interface %q is the pod's primary interface (CNI_IFNAME)", api.NetworksAnnotation, cniIfName)
+		}
+		n, err := a.lookup(ctx, "defaultNetwork", podNS, p.conf.DefaultNetwork)
+		if err != nil {
+			return err
+		}
+		p.ifaces = append(p.ifaces, ifacePlan{network: n, ifName: cniIfName, defaultRoute: !explicitDefault})
+		used[cniIfName] = true
+	}
+	next := 1
+	for i, s := range sels {
+		n, err := a.lookup(ctx, fmt.Sprintf("networks[%d].name", i), s.Namespace, s.Name)
+		if err != nil {
+			return err
+		}
+		ifName := s.Interface
+		for ifName == "" {
+			if cand := fmt.Sprintf("net%d", next); !used[cand] {
+				ifName = cand
+			}
+			next++
+		}
+		used[ifName] = true
+		static, _ := api.ParseIPs("", s.IPs) // validated by ParseSelections
+		ip := ifacePlan{network: n, ifName: ifName, static: static, mac: s.MAC, defaultRoute: len(s.DefaultRoute) > 0}
+		for _, gw := range s.DefaultRoute {
+			ip.gateways = append(ip.gateways, netip.MustParseAddr(gw))
+		}
+		p.ifaces = append(p.ifaces, ip)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/cni"
+	"github.com/telcni/telcni/ipam"
+)
+
+// Del removes an attachment. It is idempotent: an unknown container, a
+// second DEL, or a netns that is already gone all succeed, and whatever is
+// recorded is freed.
+func (a *Agent) Del(ctx context.Context, call *cni.Call) error {
+	if err := requireEnv(call, false); err != nil {
+		return err
+	}
+	key := recordKey(call.ContainerID, call.IfName)
+	unlock := a.locks.lock(key)
+	defer unlock()
+	rec, err := a.get(key)
+	if errors.Is(err, ipam.ErrNoRecord) {
+		return nil
+	}
+	if err != nil {
+		return attach.Errorf(attach.CodeIOFailure, "read attachment %s: %v", key, err)
+	}
+	if err := a.teardown(ctx, rec, true); err != nil {
+		return err
+	}
+	a.log.Info("DEL", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "interfaces", len(rec.Interfaces))
+	return nil
+}
+
+func (a *Agent) get(key string) (*Attachment, error) {
+	var rec Attachment
+	err := a.store.View(func(tx *ipam.Tx) error { return tx.GetRecord(key, &rec) })
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// teardown detaches every interface of rec and then frees its addresses
+// and record in one transaction. A detach failure is logged, not fatal:
+// leaving the addresses held for a pod that is going away is how IPAM leaks
+// start (see ANCHORS: DANM), and the links die with the pod's netns anyway.
+func (a *Agent) teardown(ctx context.Context, rec *Attachment, all bool) error {
+	if all {
+		a.detachAll(ctx, rec)
+	} else {
+		a.detachMade(ctx, rec)
+	}
+	return a.release(rec)
+}
+
+func (a *Agent) release(rec *Attachment) error {
+	err := a.store.Update(func(tx *ipam.Tx) error {
+		for _, r := range rec.Interfaces {
+			h := ipam.Holder{ContainerID: rec.ContainerID, IfName: r.IfName}
+			if _, err := tx.Release(r.Network.Key(), h); err != nil {
+				return fmt.Errorf("release %s: %w", r.IfName, err)
+			}
+		}
+		return tx.DeleteRecord(rec.Key)
+	})
+	if err != nil {
+		return attach.Errorf(attach.CodeIOFailure, "free attachment %s: %v", rec.Key, err)
+	}
+	return nil
+}
+
+// detachAll detaches every recorded interface (a DEL, or a restart found
+// the record pending: any of them may exist).
+func (a *Agent) detachAll(ctx context.Context, rec *Attachment) {
+	for i := range rec.Interfaces {
+		a.detachOne(ctx, rec, &rec.Interfaces[i])
+	}
+}
+
+// detachMade detaches only the interfaces this process made (a failed ADD
+// knows exactly which).
+func (a *Agent) detachMade(ctx context.Context, rec *Attachment) {
+	for i := range rec.Interfaces {
+		if rec.Interfaces[i].Interface.Name != "" {
+			a.detachOne(ctx, rec, &rec.Interfaces[i])
+		}
+	}
+}
+
+func (a *Agent) detachOne(ctx context.Context, rec *Attachment, r *attach.Record) {
+	path, err := a.path(r.Network)
+	if err == nil {
+		dctx, cancel := context.WithTimeout(ctx, a.timeout)
+		err = path.Detach(dctx, r)
+		cancel()
+	}
+	if err != nil {
+		a.log.Warn("detach failed; freeing its addresses anyway", "container", rec.ContainerID, "ifname", r.IfName, "err", err)
+	}
+}

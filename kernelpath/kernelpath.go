@@ -1,0 +1,147 @@
+// Package kernelpath makes pod interfaces out of kernel links: macvlan now,
+// ipvlan, VLAN and VXLAN as they land. Every link it creates carries the
+// alias "telcni:<container-id>:<ifname>" so that nothing telcni did not make
+// is ever deleted, and so that ownership is visible with `ip -d link`.
+package kernelpath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+)
+
+// Path implements attach.Path for the kernel paths.
+type Path struct {
+	log  *slog.Logger
+	host *netlink.Handle // the node's netns, where masters live
+}
+
+var _ attach.Path = (*Path)(nil)
+
+// New returns the kernel path. hostNetns is the netns whose links are the
+// networks' masters: "" for the agent's own (the node's), or a path, which
+// lets tests and demos stand a namespace in for the node.
+func New(log *slog.Logger, hostNetns string) (*Path, error) {
+	if hostNetns == "" {
+		return &Path{log: log, host: &netlink.Handle{}}, nil
+	}
+	ns, err := netns.GetFromPath(hostNetns)
+	if err != nil {
+		return nil, fmt.Errorf("open host netns %s: %w", hostNetns, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in host netns %s: %w", hostNetns, err)
+	}
+	return &Path{log: log, host: h}, nil
+}
+
+// Close releases the host netlink handle.
+func (p *Path) Close() { p.host.Close() }
+
+// Kinds are the network paths this package serves.
+func Kinds() []api.PathKind { return []api.PathKind{api.PathMACVLAN} }
+
+// Alias is the ownership mark telcni puts on the links it makes.
+func Alias(containerID, ifName string) string {
+	return "telcni:" + containerID + ":" + ifName
+}
+
+// Attach creates the interface in the pod's netns and configures it; on
+// failure it removes what it created.
+func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interface, error) {
+	target, err := openNetns(req.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	h, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", req.Netns, err)
+	}
+	defer h.Close()
+	if _, err := h.LinkByName(req.IfName); err == nil {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "interface %s already exists in netns %s", req.IfName, req.Netns)
+	}
+
+	var link netlink.Link
+	switch req.Network.Path {
+	case api.PathMACVLAN:
+		link, err = createMacvlan(p.host, req, target, h)
+	default:
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: path %s is not served by the kernel path", req.Network.Key(), req.Network.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	iface, err := configure(h, link, req)
+	if err != nil {
+		if derr := h.LinkDel(link); derr != nil {
+			p.log.Warn("rollback: delete link", "netns", req.Netns, "ifname", req.IfName, "err", derr)
+		}
+		return nil, err
+	}
+	iface.Sandbox = req.Netns
+	p.log.Debug("attached", "container", req.ContainerID, "ifname", req.IfName, "network", req.Network.Key(), "path", req.Network.Path)
+	return iface, nil
+}
+
+// Detach deletes the pod interface. A netns that is gone took the link
+// with it, so there is nothing left to do.
+func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
+	target, err := openNetns(rec.Netns)
+	if errors.Is(err, errNetnsGone) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	h, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return fmt.Errorf("netlink handle in %s: %w", rec.Netns, err)
+	}
+	defer h.Close()
+	if err := deletePolicyRules(h, rec); err != nil {
+		return err
+	}
+	link, err := h.LinkByName(rec.IfName)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find %s in %s: %w", rec.IfName, rec.Netns, err)
+	}
+	if link.Attrs().Alias != Alias(rec.ContainerID, rec.IfName) {
+		// Not ours (renamed, or another plugin's): never delete it.
+		p.log.Warn("detach: link is not telcni's, left in place", "netns", rec.Netns, "ifname", rec.IfName, "alias", link.Attrs().Alias)
+		return nil
+	}
+	if err := h.LinkDel(link); err != nil {
+		return fmt.Errorf("delete %s in %s: %w", rec.IfName, rec.Netns, err)
+	}
+	return nil
+}
+
+var errNetnsGone = errors.New("netns is gone")
+
+func openNetns(path string) (netns.NsHandle, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return h, fmt.Errorf("netns %s: %w", path, errNetnsGone)
+		}
+		return h, fmt.Errorf("open netns %s: %w", path, err)
+	}
+	return h, nil
+}
