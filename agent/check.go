@@ -101,5 +101,5 @@ func (a *Agent) Status(ctx context.Context, call *cni.Call) error {
 	if err := a.store.View(func(*ipam.Tx) error { return nil }); err != nil {
 		return attach.Errorf(attach.CodeNotAvailable, "state store: %v", err)
 	}
-	return nil
+	return a.pathsReady(ctx, call)
 }

@@ -45,6 +45,8 @@ type Network struct {
 	// by the interface the request came in on.
 	PolicyRoutingTable int            `json:"policyRoutingTable,omitempty"`
 	Firewall           []FirewallRule `json:"firewall,omitempty"`
+	// VPP holds the options of memif and vhostuser networks (api/vpp.go).
+	VPP *VPPOptions `json:"vpp,omitempty"`
 }
 
 // Key identifies a network across namespaces ("ns/name", or "name" when

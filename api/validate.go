@@ -106,6 +106,7 @@ func (n *Network) validate(fe *fieldErrors, p string) {
 		fe.add(join(p, "path"), string(n.Path), "is not a known path (one of %s)", strings.Join(Paths(), ", "))
 	default:
 		n.validatePathFields(fe, p, rule)
+		n.validateVPP(fe, p)
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		fe.add(join(p, "mtu"), n.MTU, "is out of range 68-65535")

@@ -125,7 +125,11 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		var out []api.Message
 		for _, idx := range f.sortedIfs() {
 			i := f.ifs[idx]
-			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(idx), SupSwIfIndex: i.sup, InterfaceName: i.name, Tag: i.tag})
+			d := &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(idx), SupSwIfIndex: i.sup, InterfaceName: i.name, Tag: i.tag}
+			if i.up {
+				d.Flags = interface_types.IF_STATUS_API_FLAG_ADMIN_UP
+			}
+			out = append(out, d)
 		}
 		return append(out, &memclnt.ControlPingReply{})
 	case *interfaces.SwInterfaceTagAddDel:

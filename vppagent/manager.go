@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/interface_types"
 )
 
 // DefaultRunDir holds per-pod socket files (memif file sockets, vhost-user).
@@ -124,6 +125,17 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 // and reconcile removes the leftovers (VPP restarted empty, or they are
 // orphans) at the next connect.
 func (m *Manager) Del(ctx context.Context, key string) error {
+	return m.del(ctx, key, nil)
+}
+
+// DelSpec is Del for a caller that keeps its own record of spec (the
+// agent): when this Manager has no record (its store was lost), the
+// interface is still found by its tag and removed.
+func (m *Manager) DelSpec(ctx context.Context, spec PodInterface) error {
+	return m.del(ctx, spec.Key(), &spec)
+}
+
+func (m *Manager) del(ctx context.Context, key string, fallback *PodInterface) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	recs, err := m.store.List()
@@ -140,7 +152,14 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 		}
 	}
 	if rec == nil {
-		return nil // DEL is idempotent
+		if fallback == nil {
+			return nil // DEL is idempotent
+		}
+		r := Record{Spec: *fallback}
+		if fallback.Network.Kind == KindMemif {
+			r.Socket, _ = fallback.memifSocket(m.runDir)
+		}
+		rec = &r
 	}
 	if c, err := m.conn.API(); err == nil {
 		v := &vpp{conn: c}
@@ -161,6 +180,28 @@ func (m *Manager) CLI(ctx context.Context, cmd string) (string, error) {
 		return "", err
 	}
 	return (&vpp{conn: c}).cli(ctx, cmd)
+}
+
+// Check reports the first difference between spec and VPP: the interface
+// is missing or down.
+func (m *Manager) Check(ctx context.Context, spec PodInterface) error {
+	c, err := m.conn.API()
+	if err != nil {
+		return err
+	}
+	ifs, err := (&vpp{conn: c}).dumpInterfaces(ctx)
+	if err != nil {
+		return err
+	}
+	for _, i := range ifs {
+		if i.Tag == spec.Tag() {
+			if i.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP == 0 {
+				return fmt.Errorf("VPP interface %s (%s) is admin down", i.Name, spec.Tag())
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("VPP has no interface tagged %s", spec.Tag())
 }
 
 // Records lists what the Manager owns.

@@ -23,6 +23,7 @@ import (
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
+	"github.com/telcni/telcni/vppagent"
 )
 
 func main() {
@@ -38,6 +39,9 @@ func run() error {
 	netDir := flag.String("networks-dir", "/etc/telcni/networks", "directory of network definitions (JSON or YAML)")
 	hostNetns := flag.String("host-netns", "", "netns holding the networks' master devices (default: the agent's own)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	vppAPI := flag.String("vpp-api-socket", vppagent.DefaultAPISocket, "VPP binary API socket (memif and vhostuser networks)")
+	vppStats := flag.String("vpp-stats-socket", vppagent.DefaultStatsSocket, "VPP stats socket (pod interface counters)")
+	runDir := flag.String("run-dir", vppagent.DefaultRunDir, "directory of per-pod sockets (memif files, vhost-user)")
 	flag.Parse()
 
 	var level slog.Level
@@ -60,10 +64,28 @@ func run() error {
 	for _, k := range kernelpath.Kinds() {
 		paths[k] = kernel
 	}
+	// VPP serves memif and vhostuser networks. The connection loop runs
+	// whether or not VPP is installed: only those networks wait for it.
+	vpp, err := vppagent.NewManager(vppagent.Config{
+		Conn:   vppagent.ConnConfig{APISocket: *vppAPI, StatsSocket: *vppStats},
+		Store:  vppagent.FileStore{Dir: filepath.Join(*stateDir, "vpp")},
+		RunDir: *runDir,
+		Logger: log.With("path", "vpp"),
+	})
+	if err != nil {
+		return err
+	}
+	vppPath := vppagent.NewPath(vpp)
+	for _, k := range vppagent.Kinds() {
+		paths[k] = vppPath
+	}
 	a := agent.New(agent.Config{Store: store, Networks: netsource.NewDir(*netDir), Paths: paths, Log: log})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	vppDone := make(chan struct{})
+	go func() { defer close(vppDone); vpp.Run(ctx) }() // owned: ends with ctx
+	defer func() { stop(); <-vppDone }()
 	if err := a.Recover(ctx); err != nil {
 		return err
 	}

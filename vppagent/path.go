@@ -1,0 +1,134 @@
+package vppagent
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+)
+
+// Path is the agent's attach.Path for memif and vhostuser networks.
+type Path struct{ m *Manager }
+
+var (
+	_ attach.Path    = (*Path)(nil)
+	_ attach.Readier = (*Path)(nil)
+)
+
+// NewPath serves the agent's VPP networks through m.
+func NewPath(m *Manager) *Path { return &Path{m: m} }
+
+// Kinds are the network paths Path serves.
+func Kinds() []api.PathKind { return []api.PathKind{api.PathMemif, api.PathVhostUser} }
+
+// Ready is nil while VPP is connected and compatible.
+func (p *Path) Ready() error { return p.m.Ready() }
+
+// Attach builds the pod's memif or vhost-user interface in VPP.
+func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interface, error) {
+	spec, err := specFromRequest(req)
+	if err != nil {
+		return nil, attach.WithCode(attach.CodeInvalidConfig, err)
+	}
+	rec, err := p.m.Add(ctx, spec)
+	if err != nil {
+		return nil, coded(err)
+	}
+	return &attach.Interface{
+		Name:       req.IfName,
+		MTU:        req.Network.MTU,
+		DeviceInfo: deviceInfo(rec),
+		State: map[string]string{
+			"vppTag":       spec.Tag(),
+			"vppSwIfIndex": strconv.FormatUint(uint64(rec.SwIfIndex), 10),
+			"vppSocket":    rec.Socket,
+		},
+	}, nil
+}
+
+// Detach removes the interface; VPP being down is not an error (its
+// objects are removed at reconcile, or vanished with a VPP restart).
+func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
+	spec, err := specFromRequest(&rec.Request)
+	if err != nil {
+		return p.m.Del(ctx, rec.ContainerID+"/"+rec.IfName)
+	}
+	return coded(p.m.DelSpec(ctx, spec))
+}
+
+// Check reports whether the recorded interface exists and is up in VPP.
+func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
+	spec, err := specFromRequest(&rec.Request)
+	if err != nil {
+		return attach.WithCode(attach.CodeInvalidConfig, err)
+	}
+	if err := p.m.Check(ctx, spec); err != nil {
+		var ue *UnavailableError
+		if errors.As(err, &ue) {
+			return attach.WithCode(attach.CodeTryAgainLater, err)
+		}
+		return attach.WithCode(attach.CodeCheckFailed, err)
+	}
+	return nil
+}
+
+func coded(err error) error {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return attach.WithCode(attach.CodeTryAgainLater, err)
+	}
+	return err
+}
+
+// NetworkFromAPI translates the agent's network model.
+func NetworkFromAPI(n *api.Network) Network {
+	out := Network{Name: n.Key(), VLAN: n.VLAN, MTU: n.MTU}
+	switch n.Path {
+	case api.PathMemif:
+		out.Kind = KindMemif
+		out.Memif.Mode = n.EffectiveMode()
+	case api.PathVhostUser:
+		out.Kind = KindVhostUser
+		out.Vhost.Mode = n.EffectiveMode()
+	default:
+		out.Kind = Kind(n.Path)
+	}
+	if v := n.VPP; v != nil {
+		out.L3, out.Table = v.Routed, v.Table
+		out.Memif.Socket, out.Memif.Queues, out.Memif.RingSize, out.Memif.BufferSize = v.Socket, v.Queues, v.RingSize, v.BufferSize
+		if v.Uplink != nil {
+			out.Uplink = &Uplink{Kind: v.Uplink.Kind, Name: v.Uplink.Name, PCI: v.Uplink.PCI}
+		}
+	}
+	return out
+}
+
+func specFromRequest(req *attach.Request) (PodInterface, error) {
+	if req.Network == nil {
+		return PodInterface{}, errors.New("vppagent: request without a network")
+	}
+	spec := PodInterface{ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns, Network: NetworkFromAPI(req.Network)}
+	for _, ip := range req.IPs {
+		spec.IPs = append(spec.IPs, ip.Address)
+		if ip.Gateway.IsValid() {
+			spec.Gateways = append(spec.Gateways, ip.Gateway)
+		}
+	}
+	return spec, spec.Network.Validate()
+}
+
+func deviceInfo(rec *Record) *api.DeviceInfo {
+	d := &api.DeviceInfo{Version: api.DeviceInfoVersion}
+	switch {
+	case rec.DeviceInfo.Memif != nil:
+		mi := rec.DeviceInfo.Memif
+		d.Type = api.DeviceInfoMemif
+		d.Memif = &api.Memif{Role: mi.Role, Mode: mi.Mode, Path: mi.Path, ID: mi.ID}
+	case rec.DeviceInfo.Vhost != nil:
+		d.Type = api.DeviceInfoVhostUser
+		d.VhostUser = &api.VhostUser{Mode: rec.DeviceInfo.Vhost.Mode, Path: rec.DeviceInfo.Vhost.Path}
+	}
+	return d
+}

@@ -1,0 +1,64 @@
+package vppagent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+)
+
+func TestPathAttachDetachCheck(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	p := NewPath(m)
+	ctx := context.Background()
+	n, err := api.ParseNetwork([]byte(`{"name":"fh","namespace":"ran","path":"memif","vpp":{"routed":true,"queues":2},
+		"ipam":{"subnets":[{"cidr":"10.4.0.0/24","gateway":"10.4.0.1"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &attach.Request{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/x", Network: n,
+		IPs: []attach.IPConfig{{Address: pfx("10.4.0.9/24"), Gateway: netip.MustParseAddr("10.4.0.1")}}}
+	ifc, err := p.Attach(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	di := ifc.DeviceInfo
+	if di == nil || di.Type != api.DeviceInfoMemif || di.Memif == nil || di.Memif.Role != "client" || di.Memif.Mode != "ethernet" || di.Memif.Path == "" {
+		t.Fatalf("device-info %+v", di)
+	}
+	if tag := ifc.State["vppTag"]; len(tag) > maxTag || tag != "telcni:"+cidA[:52]+":fh0" {
+		t.Errorf("state %v", ifc.State)
+	}
+	if f.routes["0/10.4.0.9/32"] == 0 {
+		t.Errorf("no route to the pod: %v", f.routes)
+	}
+	rec := &attach.Record{Request: *req, Interface: *ifc}
+	if err := p.Check(ctx, rec); err != nil {
+		t.Errorf("CHECK of a healthy interface: %v", err)
+	}
+	// The agent's record outlives vppagent's own (lost store): DEL still
+	// finds the interface by its tag.
+	if err := os.RemoveAll(m.store.(FileStore).Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Detach(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if tags, bds, socks := f.ours(); len(tags)+len(bds)+len(socks) != 0 {
+		t.Errorf("after Detach: %v %v %v", tags, bds, socks)
+	}
+	if err := p.Check(ctx, rec); attach.CodeOf(err) != attach.CodeCheckFailed {
+		t.Errorf("CHECK of a removed interface: %v (code %d)", err, attach.CodeOf(err))
+	}
+	// VPP down: ADD fails with 11 naming the socket, Ready says why.
+	m.conn.setState(nil, nil, "", nil, errors.New("connection refused"))
+	_, err = p.Attach(ctx, req)
+	if attach.CodeOf(err) != attach.CodeTryAgainLater || p.Ready() == nil {
+		t.Errorf("ADD with VPP down: %v (code %d)", err, attach.CodeOf(err))
+	}
+}
