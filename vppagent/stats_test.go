@@ -1,6 +1,7 @@
 package vppagent
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -39,5 +40,14 @@ func TestPodCountersAndPrometheus(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestMetricsHandlerWithoutStats(t *testing.T) {
+	m := fakeManager(newFakeVPP(), t.TempDir())
+	rec := httptest.NewRecorder()
+	m.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "telcni_vpp_up 0") {
+		t.Errorf("metrics without stats: %d\n%s", rec.Code, rec.Body.String())
 	}
 }

@@ -41,6 +41,7 @@ func run() error {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	vppAPI := flag.String("vpp-api-socket", vppagent.DefaultAPISocket, "VPP binary API socket (memif and vhostuser networks)")
 	vppStats := flag.String("vpp-stats-socket", vppagent.DefaultStatsSocket, "VPP stats socket (pod interface counters)")
+	metricsAddr := flag.String("metrics-listen", "", "address serving Prometheus metrics on /metrics (e.g. 127.0.0.1:9721; empty: off)")
 	runDir := flag.String("run-dir", vppagent.DefaultRunDir, "directory of per-pod sockets (memif files, vhost-user)")
 	flag.Parse()
 
@@ -86,6 +87,17 @@ func run() error {
 	vppDone := make(chan struct{})
 	go func() { defer close(vppDone); vpp.Run(ctx) }() // owned: ends with ctx
 	defer func() { stop(); <-vppDone }()
+	if *metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", vpp.MetricsHandler())
+		msrv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { // owned: closed when run returns
+			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics endpoint", "addr", *metricsAddr, "err", err)
+			}
+		}()
+		defer msrv.Close()
+	}
 	if err := a.Recover(ctx); err != nil {
 		return err
 	}
