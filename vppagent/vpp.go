@@ -449,7 +449,7 @@ func isAlreadyExists(err error) bool {
 	var ve api.VPPApiError
 	if errors.As(err, &ve) {
 		switch ve {
-		case api.VALUE_EXIST, api.ADDRESS_IN_USE, api.ENTRY_ALREADY_EXISTS, api.BD_ALREADY_EXISTS, api.ADDRESS_FOUND_FOR_INTERFACE:
+		case api.VALUE_EXIST, api.DUPLICATE_IF_ADDRESS, api.ENTRY_ALREADY_EXISTS, api.BD_ALREADY_EXISTS, api.ADDRESS_FOUND_FOR_INTERFACE:
 			return true
 		}
 		return false
