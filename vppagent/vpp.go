@@ -443,8 +443,10 @@ func toPrefix(p netip.Prefix) ip_types.Prefix {
 	return ip_types.Prefix{Address: toAddress(p.Addr()), Len: uint8(p.Bits())}
 }
 
-// isAlreadyExists is true for VPP's "entry already exists" and "address in
-// use" retvals, which idempotent re-application (reconcile) expects.
+// isAlreadyExists is true for VPP's "already exists" retvals (entry, bridge
+// domain, address on this interface), which idempotent re-application
+// (reconcile, a second pod on a network) expects. An address in use on
+// another interface is a real conflict and stays an error.
 func isAlreadyExists(err error) bool {
 	var ve api.VPPApiError
 	if errors.As(err, &ve) {
