@@ -74,6 +74,7 @@ var Groups = []Group{
 	{Name: "ip", Messages: []api.Message{
 		&ip.IPTableAddDel{}, &ip.IPTableAddDelReply{},
 		&ip.IPRouteAddDel{}, &ip.IPRouteAddDelReply{},
+		&ip.IPAddressDump{}, &ip.IPAddressDetails{},
 		&arp.ProxyArpAddDel{}, &arp.ProxyArpAddDelReply{},
 		&arp.ProxyArpIntfcEnableDisable{}, &arp.ProxyArpIntfcEnableDisableReply{},
 		&ip6_nd.IP6ndProxyAddDel{}, &ip6_nd.IP6ndProxyAddDelReply{},

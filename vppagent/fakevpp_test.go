@@ -16,6 +16,7 @@ import (
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/ip6_nd"
+	"go.fd.io/govpp/binapi/ip_types"
 	"go.fd.io/govpp/binapi/l2"
 	"go.fd.io/govpp/binapi/memclnt"
 	"go.fd.io/govpp/binapi/memif"
@@ -255,6 +256,17 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 			}
 		}
 		return []api.Message{&afpacket.AfPacketDeleteReply{Retval: rvNoSuch}}
+	case *ip.IPAddressDump:
+		var out []api.Message
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			for _, a := range i.addrs {
+				p, _ := ip_types.ParseAddressWithPrefix(a)
+				if (p.Address.Af == ip_types.ADDRESS_IP6) == r.IsIPv6 {
+					out = append(out, &ip.IPAddressDetails{SwIfIndex: r.SwIfIndex, Prefix: p})
+				}
+			}
+		}
+		return append(out, &memclnt.ControlPingReply{})
 	case *ip.IPTableAddDel:
 		return []api.Message{&ip.IPTableAddDelReply{}}
 	case *interfaces.SwInterfaceSetTable:
@@ -264,6 +276,12 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		return []api.Message{&interfaces.SwInterfaceSetTableReply{Retval: rv(idxOK(r.SwIfIndex))}}
 	case *interfaces.SwInterfaceAddDelAddress:
 		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			for _, a := range i.addrs {
+				if a == r.Prefix.String() {
+					// VPP answers a re-add with "address in use".
+					return []api.Message{&interfaces.SwInterfaceAddDelAddressReply{Retval: int32(api.ADDRESS_IN_USE)}}
+				}
+			}
 			i.addrs = append(i.addrs, r.Prefix.String())
 		}
 		return []api.Message{&interfaces.SwInterfaceAddDelAddressReply{Retval: rv(idxOK(r.SwIfIndex))}}

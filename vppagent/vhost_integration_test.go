@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,7 +50,14 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 		t.Fatalf("device-info %+v", vr.DeviceInfo)
 	}
 	pmds := filepath.Join(libdir, "dpdk/pmds-23.0")
-	cmd := exec.Command(bin, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", "tvh"+itoa(uint32(os.Getpid())),
+	// VPP maps the pod's memory through the fds virtio_user sends, so it
+	// must be shareable: hugepage memfds (--in-memory), not --no-huge's
+	// anonymous memory; in one file, since vhost-user takes at most 8
+	// memory regions.
+	if free := freeHugepages(); free < 64 {
+		t.Skipf("testpmd's virtio_user needs 64 free 2 MB hugepages, %d free: `make deps-vpp` reserves 128 (vm.nr_hugepages)", free)
+	}
+	cmd := exec.Command(bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+itoa(uint32(os.Getpid())),
 		"-d", filepath.Join(pmds, "librte_mempool_ring.so.23"), "-d", filepath.Join(pmds, "librte_net_virtio.so.23"),
 		"--vdev", "net_virtio_user0,path="+vr.DeviceInfo.Vhost.Path+",queues=1",
 		"--", "--forward-mode=icmpecho", "-a", "--total-num-mbufs=8192", "--no-mlockall")
@@ -57,10 +65,16 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// testpmd runs until Enter: hold its stdin open until cleanup.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		_ = stdin.Close()
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -77,8 +91,29 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 	p := startPods(t)
 	pod := p.add(mr, "02:00:00:00:90:21")
 	peer := netip.MustParseAddr("10.90.0.20")
-	mustPing(t, pod, peer, peer, 1, 30*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := pod.ping(pctx, peer, peer, 1); err != nil {
+		for _, c := range []string{"show interface", "show errors", "show vhost-user", "show l2fib verbose"} {
+			t.Logf("%s:\n%s", c, v.MustCLI(c))
+		}
+		t.Fatalf("ping through VPP to the vhost-user pod: %v", err)
+	}
 	if s := v.MustCLI("show vhost-user"); !strings.Contains(s, vr.DeviceInfo.Vhost.Path) {
 		t.Errorf("show vhost-user lacks %s:\n%s", vr.DeviceInfo.Vhost.Path, s)
 	}
+}
+
+func freeHugepages() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "HugePages_Free:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
 }

@@ -294,7 +294,34 @@ func (v *vpp) setTable(ctx context.Context, idx, table uint32) error {
 	return nil
 }
 
+// hasAddress reports whether the interface already has address p; VPP
+// refuses to add it twice with the same retval as a conflict with another
+// interface, so idempotent callers look first.
+func (v *vpp) hasAddress(ctx context.Context, idx uint32, p netip.Prefix) (bool, error) {
+	c := ip.NewServiceClient(v.conn)
+	s, err := c.IPAddressDump(ctx, &ip.IPAddressDump{SwIfIndex: interface_types.InterfaceIndex(idx), IsIPv6: p.Addr().Is6()})
+	if err != nil {
+		return false, fmt.Errorf("dump addresses of %d: %w", idx, err)
+	}
+	found := false
+	for {
+		d, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return found, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("dump addresses of %d: %w", idx, err)
+		}
+		if ip_types.Prefix(d.Prefix) == toPrefix(p) {
+			found = true
+		}
+	}
+}
+
 func (v *vpp) addAddress(ctx context.Context, idx uint32, p netip.Prefix) error {
+	if ok, err := v.hasAddress(ctx, idx, p); err != nil || ok {
+		return err
+	}
 	c := interfaces.NewServiceClient(v.conn)
 	_, err := c.SwInterfaceAddDelAddress(ctx, &interfaces.SwInterfaceAddDelAddress{SwIfIndex: interface_types.InterfaceIndex(idx), IsAdd: true, Prefix: ip_types.AddressWithPrefix(toPrefix(p))})
 	if err != nil && !isAlreadyExists(err) {

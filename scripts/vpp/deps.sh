@@ -13,6 +13,13 @@ if ((${#need[@]})); then
 	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 "$(dirname "$0")/dpdk-virtio.sh"
+# The vhost-user test's testpmd shares its memory with VPP through hugepage
+# memfds (anonymous --no-huge memory cannot be mapped by VPP): keep 128
+# 2 MB pages (256 MB) reserved. Never lowers a larger reservation.
+have=$(awk '/^HugePages_Total:/ {print $2}' /proc/meminfo)
+if (( ${have:-0} < 128 )); then
+	echo 128 >/proc/sys/vm/nr_hugepages 2>/dev/null || echo "deps-vpp: cannot reserve hugepages; the vhost-user test will skip"
+fi
 bin="${VPP_BIN:-$(command -v vpp || true)}"
 [[ -z "$bin" && -x /opt/vpp/bin/vpp ]] && bin=/opt/vpp/bin/vpp
 if [[ -n "$bin" ]]; then
