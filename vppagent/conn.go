@@ -252,7 +252,9 @@ func (c *Conn) watch(ctx context.Context, conn *core.Connection) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.PingInterval)
+		// A loaded VPP (or machine) answers late; a reply after the probe
+		// gave up is only noise, so wait at least a second.
+		pctx, cancel := context.WithTimeout(ctx, max(c.cfg.PingInterval, time.Second))
 		err := conn.Invoke(pctx, &memclnt.ControlPing{}, &memclnt.ControlPingReply{})
 		cancel()
 		if err == nil {
