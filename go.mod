@@ -16,11 +16,17 @@ require (
 )
 
 require (
+	github.com/bennyscetbun/jsongo v1.1.2 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/ftrvxmtrx/fd v0.0.0-20150925145434-c6d800382fff // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/lunixbochs/struc v0.0.0-20200521075829-a4cb8d33dbbe // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
+	github.com/spf13/pflag v1.0.10 // indirect
+	golang.org/x/text v0.29.0 // indirect
 )
 
-tool github.com/containernetworking/plugins/plugins/meta/tuning
+tool (
+	github.com/containernetworking/plugins/plugins/meta/tuning
+	go.fd.io/govpp/cmd/binapi-generator
+)
