@@ -149,6 +149,18 @@ func TestVPPRestartReconciles(t *testing.T) {
 	pb := p.add(rb, "02:00:00:00:00:0b")
 	mustPing(t, pa, pb.ip, pb.ip, 1, 10*time.Second)
 
+	// Keep pinging while VPP dies, so the kill lands mid-traffic.
+	tctx, stopTraffic := context.WithCancel(ctx)
+	trafficDone := make(chan struct{})
+	go func() { // owned by this test: stopped by stopTraffic
+		defer close(trafficDone)
+		for seq := uint16(1000); tctx.Err() == nil; seq++ {
+			c, cancel := context.WithTimeout(tctx, 100*time.Millisecond)
+			_ = pa.ping(c, pb.ip, pb.ip, seq)
+			cancel()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
 	v.Kill() // kill -9 mid-traffic: all VPP state is gone
 	deadline := time.Now().Add(10 * time.Second)
 	for a.m.Ready() == nil && time.Now().Before(deadline) {
@@ -159,6 +171,8 @@ func TestVPPRestartReconciles(t *testing.T) {
 	}
 	v.Restart()
 	waitReady(t, a.m, 20*time.Second)
+	stopTraffic()
+	<-trafficDone
 	// No CNI call: the agent re-created both memifs and the pods redialed.
 	mustPing(t, pa, pb.ip, pb.ip, 2, 20*time.Second)
 	mustPing(t, pb, pa.ip, pa.ip, 3, 10*time.Second)
