@@ -76,6 +76,7 @@ var Groups = []Group{
 		&ip.IPRouteAddDel{}, &ip.IPRouteAddDelReply{},
 		&ip.IPAddressDump{}, &ip.IPAddressDetails{},
 		&arp.ProxyArpAddDel{}, &arp.ProxyArpAddDelReply{},
+		&arp.ProxyArpDump{}, &arp.ProxyArpDetails{},
 		&arp.ProxyArpIntfcEnableDisable{}, &arp.ProxyArpIntfcEnableDisableReply{},
 		&ip6_nd.IP6ndProxyAddDel{}, &ip6_nd.IP6ndProxyAddDelReply{},
 	}},

@@ -304,6 +304,17 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 	case *arp.ProxyArpAddDel:
 		f.proxy[fmt.Sprintf("arp %d %s", r.Proxy.TableID, r.Proxy.Low)] = r.IsAdd
 		return []api.Message{&arp.ProxyArpAddDelReply{}}
+	case *arp.ProxyArpDump:
+		var out []api.Message
+		for k, on := range f.proxy {
+			var table uint32
+			var low string
+			if n, _ := fmt.Sscanf(k, "arp %d %s", &table, &low); n == 2 && on {
+				a, _ := ip_types.ParseIP4Address(low)
+				out = append(out, &arp.ProxyArpDetails{Proxy: arp.ProxyArp{TableID: table, Low: a, Hi: a}})
+			}
+		}
+		return append(out, &memclnt.ControlPingReply{})
 	case *arp.ProxyArpIntfcEnableDisable:
 		f.proxy[fmt.Sprintf("arp-if %d", r.SwIfIndex)] = r.Enable
 		return []api.Message{&arp.ProxyArpIntfcEnableDisableReply{Retval: rv(idxOK(r.SwIfIndex))}}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.fd.io/govpp/binapi/arp"
+
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
@@ -46,5 +48,20 @@ func TestVPPMemifL3RoutesPodToPod(t *testing.T) {
 	}
 	if ifs, bds := telcniObjects(t, a); len(ifs)+len(bds) != 0 {
 		t.Errorf("left after DEL: %v %v", ifs, bds)
+	}
+	c, err := a.m.conn.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := arp.NewServiceClient(c).ProxyArpDump(ctx, &arp.ProxyArpDump{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, err := s.Recv()
+		if err != nil {
+			break
+		}
+		t.Errorf("proxy ARP range left after the network's last DEL: %+v", d.Proxy)
 	}
 }

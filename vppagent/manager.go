@@ -580,6 +580,11 @@ func (m *Manager) deleteIf(ctx context.Context, v *vpp, i swIf) error {
 	case i.Sup != i.Index && i.Name != "":
 		return v.deleteSubif(ctx, i.Index)
 	case strings.HasPrefix(i.Name, "loop"):
+		if isOurs(i.Tag) {
+			if err := v.dropProxyArpFor(ctx, i.Index); err != nil {
+				return err
+			}
+		}
 		return v.deleteLoopback(ctx, i.Index)
 	case strings.HasPrefix(i.Name, "host-"):
 		return v.afPacketDelete(ctx, strings.TrimPrefix(i.Name, "host-"))

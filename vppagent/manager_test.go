@@ -128,6 +128,9 @@ func TestAddL3RoutesAndProxiesGateway(t *testing.T) {
 	if len(f.routes) != 0 {
 		t.Errorf("routes left after DEL: %v", f.routes)
 	}
+	if f.proxy["arp 7 10.3.0.1"] {
+		t.Errorf("proxy ARP for the gateway left after the network's last DEL: %v", f.proxy)
+	}
 	if tags, _, _ := f.ours(); len(tags) != 0 {
 		t.Errorf("objects left after DEL: %v", tags)
 	}

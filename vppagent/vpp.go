@@ -382,6 +382,57 @@ func (v *vpp) proxyGateway(ctx context.Context, table, idx uint32, gw netip.Addr
 	return nil
 }
 
+// dropProxyArpFor removes the proxy ARP ranges made for the addresses of
+// an L3 network's loopback (its gateways) before the loopback goes, so
+// that a removed network leaves nothing behind.
+func (v *vpp) dropProxyArpFor(ctx context.Context, loop uint32) error {
+	c := ip.NewServiceClient(v.conn)
+	s, err := c.IPAddressDump(ctx, &ip.IPAddressDump{SwIfIndex: interface_types.InterfaceIndex(loop)})
+	if err != nil {
+		return fmt.Errorf("dump addresses of %d: %w", loop, err)
+	}
+	gws := map[ip_types.IP4Address]bool{}
+	for {
+		d, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("dump addresses of %d: %w", loop, err)
+		}
+		if d.Prefix.Address.Af == ip_types.ADDRESS_IP4 {
+			gws[d.Prefix.Address.Un.GetIP4()] = true
+		}
+	}
+	if len(gws) == 0 {
+		return nil
+	}
+	a := arp.NewServiceClient(v.conn)
+	ps, err := a.ProxyArpDump(ctx, &arp.ProxyArpDump{})
+	if err != nil {
+		return fmt.Errorf("dump proxy arp: %w", err)
+	}
+	var drop []arp.ProxyArp
+	for {
+		d, err := ps.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("dump proxy arp: %w", err)
+		}
+		if d.Proxy.Low == d.Proxy.Hi && gws[d.Proxy.Low] {
+			drop = append(drop, d.Proxy)
+		}
+	}
+	for _, p := range drop {
+		if _, err := a.ProxyArpAddDel(ctx, &arp.ProxyArpAddDel{IsAdd: false, Proxy: p}); err != nil {
+			return fmt.Errorf("delete proxy arp %s: %w", p.Low, err)
+		}
+	}
+	return nil
+}
+
 // --- uplinks ---
 
 func (v *vpp) afPacketCreate(ctx context.Context, host string) (uint32, error) {
