@@ -193,9 +193,18 @@ func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) e
 	}
 	used := map[string]bool{}
 	explicitDefault := false
-	for _, s := range sels {
+	defaultBy := map[bool]int{} // IP family (is IPv4) -> selection index
+	for i, s := range sels {
 		used[s.Interface] = true
 		explicitDefault = explicitDefault || len(s.DefaultRoute) > 0
+		for j, gw := range s.DefaultRoute {
+			fam := netip.MustParseAddr(gw).Is4()
+			if prev, dup := defaultBy[fam]; dup && prev != i {
+				return attach.Errorf(attach.CodeInvalidConfig, "pod annotation %s: networks[%d].default-route[%d]: %q is a second default route of its IP family (networks[%d] has one)",
+					api.NetworksAnnotation, i, j, gw, prev)
+			}
+			defaultBy[fam] = i
+		}
 	}
 	if p.conf.DefaultNetwork != "" {
 		if used[cniIfName] {
