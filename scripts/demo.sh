@@ -9,8 +9,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
 PFX=telcni-demo
 NODE=$PFX-node
-WORK=$(mktemp -d /tmp/telcni-demo.XXXXXX)
-SOCK=$WORK/agent.sock
+WORK=
 AGENT_PID=
 PODS=(du-1 du-2 cu-1)
 
@@ -21,7 +20,7 @@ cleanup() {
 	[[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
 	for p in "${PODS[@]}" conflict; do ip netns del "$PFX-$p" 2>/dev/null; done
 	ip netns del "$NODE" 2>/dev/null
-	rm -rf "$WORK"
+	[[ -n $WORK ]] && rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -29,6 +28,7 @@ trap 'exit 130' INT TERM
 [[ $EUID -eq 0 ]] || { echo "demo: needs root (network namespaces)" >&2; exit 1; }
 cleanup # a previous demo killed with -9 may have left namespaces behind
 WORK=$(mktemp -d /tmp/telcni-demo.XXXXXX)
+SOCK=$WORK/agent.sock
 
 say "stand-in node: netns $NODE with NICs tcdemo0, tcdemo1 (veth pairs; never the machine's eth0)"
 ip netns add "$NODE"
@@ -50,7 +50,7 @@ cni() {
 	local cmd=$1 pod=$2 annotation=${3:-}
 	local conf
 	conf=$(printf '{"cniVersion":"1.1.0","name":"telcni","type":"telcni","agentSocket":"%s","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"k8s.v1.cni.cncf.io/networks":%s}}}' \
-		"$SOCK" "$(printf '%s' "$annotation" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')")
+		"$SOCK" "$(printf '%s' "$annotation" | jq -Rs .)")
 	CNI_COMMAND=$cmd CNI_CONTAINERID="ctr-$pod" CNI_NETNS="/var/run/netns/$PFX-$pod" CNI_IFNAME=eth0 \
 		CNI_ARGS="K8S_POD_NAMESPACE=ran;K8S_POD_NAME=$pod" CNI_PATH="$BIN" "$BIN/telcni" <<<"$conf"
 }
@@ -96,7 +96,7 @@ ip netns add "$PFX-conflict"
 if cni ADD conflict '[{"name":"oam"},{"name":"fronthaul","ips":["10.20.0.11/24"]}]' >"$WORK/conflict.out"; then
 	echo "demo: conflicting ADD succeeded" >&2; exit 1
 fi
-python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); print("  CNI error", e["code"], "-", e["msg"])' "$WORK/conflict.out"
+jq -r '"  CNI error \(.code) - \(.msg)"' "$WORK/conflict.out"
 echo "  links left in the refused pod: $(ip -n "$PFX-conflict" -o link show | grep -vc ' lo:' || true)"
 
 say "IPAM (telcnictl ipam)"
