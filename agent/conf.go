@@ -136,6 +136,9 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 		if err != nil {
 			return nil, err
 		}
+		if err := a.checkUnchanged(n); err != nil {
+			return nil, err
+		}
 		p.mode = ModeAttachment
 		return p, a.planAttachment(p, n, call.IfName)
 	case c.Network != "":
@@ -162,6 +165,9 @@ func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api
 	}
 	if err != nil {
 		return nil, attach.Errorf(attach.CodeIOFailure, "%s: look up network %q: %v", field, name, err)
+	}
+	if err := a.checkUnchanged(n); err != nil {
+		return nil, err
 	}
 	return n, nil
 }

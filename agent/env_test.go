@@ -74,7 +74,7 @@ func (e *testEnv) start() {
 		e.t.Fatal(err)
 	}
 	e.agent = New(Config{Store: e.store, Networks: netsource.NewDir(e.netDir), Log: log,
-		Paths: map[api.PathKind]attach.Path{api.PathMACVLAN: e.kernel}})
+		Paths: map[api.PathKind]attach.Path{api.PathMACVLAN: e.kernel, api.PathVXLAN: e.kernel}})
 	if err := e.agent.Recover(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

@@ -38,6 +38,7 @@ func run() error {
 	netDir := flag.String("networks-dir", "/etc/telcni/networks", "directory of network definitions (JSON or YAML)")
 	hostNetns := flag.String("host-netns", "", "netns holding the networks' master devices (default: the agent's own)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	syncEvery := flag.Duration("sync-interval", 10*time.Second, "how often host VLAN/VXLAN links are reconciled with network definitions")
 	flag.Parse()
 
 	var level slog.Level
@@ -67,6 +68,12 @@ func run() error {
 	if err := a.Recover(ctx); err != nil {
 		return err
 	}
+	// Host links follow network definitions as files are added, changed
+	// or removed; the loop is owned here and ends with ctx.
+	syncDone := make(chan struct{})
+	go func() { defer close(syncDone); a.Run(ctx, *syncEvery) }()
+	defer func() { stop(); <-syncDone }()
+
 	l, err := agent.Listen(*socket)
 	if err != nil {
 		return err
