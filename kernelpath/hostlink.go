@@ -221,4 +221,3 @@ func (p *Path) SyncHostLinks(ctx context.Context, want func() ([]*api.Network, e
 	}
 	return errors.Join(errs...)
 }
-
