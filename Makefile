@@ -14,7 +14,10 @@ export GOFLAGS ?= -mod=mod
 DEPS_TARGETS :=       # install what the tests need (apt packages, downloads)
 TEST_TARGETS :=       # test suites run by `make test` after the unit tests
 
-.PHONY: all build deps deps-base test test-unit vet lint demo clean
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+FUZZTIME    ?= 5s
+
+.PHONY: all build deps deps-base test test-unit test-fuzz vet lint demo bench clean
 
 all: build
 
@@ -32,11 +35,31 @@ deps: deps-base $(DEPS_TARGETS)
 vet:
 	$(GO) vet ./...
 
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+
+# Unit and integration tests that run on this host (as root: real netns,
+# veth, macvlan); tests needing the kernel guest, VPP or DPDK skip here with
+# a message and run in their own suites below.
 test-unit: build
 	$(GO) test -count=1 ./...
 
+# Bounded fuzzing of the parsers that take user input.
+test-fuzz:
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseSelections$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseNetwork$$' -fuzztime $(FUZZTIME)
+
 # `make test` installs what it needs, then runs every suite.
-test: deps vet test-unit $(TEST_TARGETS)
+test: deps vet lint test-unit test-fuzz $(TEST_TARGETS)
+
+# `make demo` runs the no-Kubernetes demo (agent + bbolt, three pods).
+demo: deps-base build
+	./scripts/demo.sh
+
+# Benchmarks (not part of `make test`): IPAM and the agent's ADD path.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./ipam ./agent
 
 clean:
 	rm -rf $(BIN)

@@ -48,7 +48,7 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 		return nil, err
 	}
 	rec.State = StateReady
-	if err := a.store.Update(func(tx *ipam.Tx) error { return tx.PutRecord(rec.Key, rec) }); err != nil {
+	if err := a.store.Batch(func(tx *ipam.Tx) error { return tx.PutRecord(rec.Key, rec) }); err != nil {
 		a.detachAll(ctx, rec)
 		_ = a.release(rec)
 		return nil, attach.Errorf(attach.CodeIOFailure, "record attachment %s: %v", rec.Key, err)
@@ -82,7 +82,13 @@ func (a *Agent) reserve(call *cni.Call, p *plan) (*Attachment, error) {
 		ConfigName: p.conf.Name, CNIVersion: p.conf.CNIVersion, Mode: p.mode, Pod: p.pod,
 		State: StatePending, Created: time.Now().UTC(),
 	}
-	err := a.store.Update(func(tx *ipam.Tx) error {
+	// A route goes on the first interface that needs it: the kernel keys
+	// routes by destination, so the same network route on a second
+	// interface (two interfaces on one network) would be refused.
+	routed := map[attach.Route]bool{}
+	err := a.store.Batch(func(tx *ipam.Tx) error {
+		clear(routed) // bbolt may not retry, but keep fn safe to re-run
+		rec.Interfaces = rec.Interfaces[:0]
 		for _, ip := range p.ifaces {
 			h := ipam.Holder{ContainerID: call.ContainerID, IfName: ip.ifName, PodNamespace: p.pod.Namespace, PodName: p.pod.Name}
 			ips, err := tx.Allocate(ip.network, h, ip.static)
@@ -94,8 +100,12 @@ func (a *Agent) reserve(call *cni.Call, p *plan) (*Attachment, error) {
 				Network: ip.network, IPs: ips, MAC: ip.mac,
 				DefaultRoute: ip.defaultRoute, DefaultGateways: ip.gateways,
 			}
-			for _, r := range ip.network.IPAM.ParsedRoutes() {
-				req.Routes = append(req.Routes, attach.Route{Dst: r.Dst, GW: r.GW})
+			for _, pr := range ip.network.IPAM.ParsedRoutes() {
+				r := attach.Route{Dst: pr.Dst, GW: pr.GW}
+				if !routed[r] {
+					routed[r] = true
+					req.Routes = append(req.Routes, r)
+				}
 			}
 			rec.Interfaces = append(rec.Interfaces, attach.Record{Request: req})
 		}

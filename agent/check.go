@@ -76,6 +76,9 @@ func (a *Agent) GC(ctx context.Context, call *cni.Call) error {
 	if len(stale) > 0 {
 		a.log.Info("GC", "config", c.Name, "freed", len(stale))
 	}
+	if err := a.SyncHostLinks(ctx); err != nil {
+		a.log.Warn("host link sync after GC", "err", err)
+	}
 	return nil
 }
 

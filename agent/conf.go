@@ -136,6 +136,9 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 		if err != nil {
 			return nil, err
 		}
+		if err := a.checkUnchanged(n); err != nil {
+			return nil, err
+		}
 		p.mode = ModeAttachment
 		return p, a.planAttachment(p, n, call.IfName)
 	case c.Network != "":
@@ -162,6 +165,9 @@ func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api
 	}
 	if err != nil {
 		return nil, attach.Errorf(attach.CodeIOFailure, "%s: look up network %q: %v", field, name, err)
+	}
+	if err := a.checkUnchanged(n); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -193,9 +199,18 @@ func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) e
 	}
 	used := map[string]bool{}
 	explicitDefault := false
-	for _, s := range sels {
+	defaultBy := map[bool]int{} // IP family (is IPv4) -> selection index
+	for i, s := range sels {
 		used[s.Interface] = true
 		explicitDefault = explicitDefault || len(s.DefaultRoute) > 0
+		for j, gw := range s.DefaultRoute {
+			fam := netip.MustParseAddr(gw).Is4()
+			if prev, dup := defaultBy[fam]; dup && prev != i {
+				return attach.Errorf(attach.CodeInvalidConfig, "pod annotation %s: networks[%d].default-route[%d]: %q is a second default route of its IP family (networks[%d] has one)",
+					api.NetworksAnnotation, i, j, gw, prev)
+			}
+			defaultBy[fam] = i
+		}
 	}
 	if p.conf.DefaultNetwork != "" {
 		if used[cniIfName] {

@@ -30,6 +30,9 @@ func (a *Agent) Del(ctx context.Context, call *cni.Call) error {
 	if err := a.teardown(ctx, rec, true); err != nil {
 		return err
 	}
+	if err := a.SyncHostLinks(ctx); err != nil {
+		a.log.Warn("host link sync after DEL", "err", err)
+	}
 	a.log.Info("DEL", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "interfaces", len(rec.Interfaces))
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,7 +24,7 @@ import (
 // testEnv is a node in a netns of its own with two stand-in NICs (up0,
 // up1), a network directory and an agent over a real bbolt store.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	node   string
 	netDir string
 	dbPath string
@@ -41,7 +42,7 @@ const (
 	brokenNet = `{"name":"broken","path":"macvlan","master":"nosuch9","ipam":{"subnets":[{"cidr":"10.50.0.0/24"}]}}`
 )
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, node: netnstest.New(t), netDir: t.TempDir()}
 	e.dbPath = filepath.Join(t.TempDir(), "state.db")
@@ -73,7 +74,7 @@ func (e *testEnv) start() {
 		e.t.Fatal(err)
 	}
 	e.agent = New(Config{Store: e.store, Networks: netsource.NewDir(e.netDir), Log: log,
-		Paths: map[api.PathKind]attach.Path{api.PathMACVLAN: e.kernel}})
+		Paths: map[api.PathKind]attach.Path{api.PathMACVLAN: e.kernel, api.PathVXLAN: e.kernel}})
 	if err := e.agent.Recover(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func (e *testEnv) records() []string {
 }
 
 // links lists the pod's links other than lo.
-func links(t *testing.T, netns string) []string {
+func links(t testing.TB, netns string) []string {
 	t.Helper()
 	ls, err := netnstest.Handle(t, netns).LinkList()
 	if err != nil {
@@ -174,3 +175,5 @@ func (e *testEnv) assertClean(pods ...pod) {
 		}
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The VPP example networks under deploy/examples must stay valid.
+// The VPP example networks under deploy/vpp/examples must stay valid.
 func TestVPPExampleNetworks(t *testing.T) {
-	files, _ := filepath.Glob("../deploy/examples/*.json")
+	files, _ := filepath.Glob("../deploy/vpp/examples/*.json")
 	if len(files) == 0 {
 		t.Skip("no example networks")
 	}

@@ -78,3 +78,11 @@ type Record struct {
 	Request
 	Interface Interface `json:"interface"`
 }
+
+// HostLinkSyncer is implemented by paths that keep node-level links for
+// networks (the host VLAN and VXLAN links of kernelpath). want returns every
+// network whose host link must exist; the path creates what is missing and
+// removes what it made that no network wants.
+type HostLinkSyncer interface {
+	SyncHostLinks(ctx context.Context, want func() ([]*api.Network, error)) error
+}

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	// The plugin under test, and the reference tuning plugin to chain after it.
 	for pkg, name := range map[string]string{
-		"github.com/telcni/telcni/cmd/telcni":                          "telcni",
+		"github.com/telcni/telcni/cmd/telcni":                        "telcni",
 		"github.com/containernetworking/plugins/plugins/meta/tuning": "tuning",
 	} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()

@@ -58,6 +58,14 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
 }
 
+// Batch is Update for calls that arrive concurrently (a burst of pod
+// ADDs): bbolt folds them into one transaction and one fsync. fn may run
+// more than once (when a batch member fails, the rest are retried), so it
+// must be idempotent.
+func (s *Store) Batch(fn func(tx *Tx) error) error {
+	return s.db.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+}
+
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })

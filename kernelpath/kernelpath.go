@@ -1,7 +1,10 @@
-// Package kernelpath makes pod interfaces out of kernel links: macvlan now,
-// ipvlan, VLAN and VXLAN as they land. Every link it creates carries the
-// alias "telcni:<container-id>:<ifname>" so that nothing telcni did not make
-// is ever deleted, and so that ownership is visible with `ip -d link`.
+// Package kernelpath makes pod interfaces out of kernel links: macvlan and
+// ipvlan on a master, and VLAN and VXLAN networks — a shared host link
+// ("eth1.100", "vx42") with macvlan or ipvlan pods on it, or the VLAN/VXLAN
+// link itself moved into the pod ("direct"). Every pod link carries the
+// alias "telcni:<container-id>:<ifname>" and every host link telcni made
+// "telcni:host", so that nothing telcni did not make is ever deleted, and
+// ownership is visible with `ip -d link`.
 package kernelpath
 
 import (
@@ -10,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -22,6 +26,10 @@ import (
 type Path struct {
 	log  *slog.Logger
 	host *netlink.Handle // the node's netns, where masters live
+
+	// hostMu orders host-link creation and removal against pod links
+	// being made on them.
+	hostMu sync.Mutex
 }
 
 var _ attach.Path = (*Path)(nil)
@@ -49,7 +57,9 @@ func New(log *slog.Logger, hostNetns string) (*Path, error) {
 func (p *Path) Close() { p.host.Close() }
 
 // Kinds are the network paths this package serves.
-func Kinds() []api.PathKind { return []api.PathKind{api.PathMACVLAN} }
+func Kinds() []api.PathKind {
+	return []api.PathKind{api.PathMACVLAN, api.PathIPVLAN, api.PathVLAN, api.PathVXLAN}
+}
 
 // Alias is the ownership mark telcni puts on the links it makes.
 func Alias(containerID, ifName string) string {
@@ -73,13 +83,7 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 		return nil, attach.Errorf(attach.CodeInvalidConfig, "interface %s already exists in netns %s", req.IfName, req.Netns)
 	}
 
-	var link netlink.Link
-	switch req.Network.Path {
-	case api.PathMACVLAN:
-		link, err = createMacvlan(p.host, req, target, h)
-	default:
-		return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: path %s is not served by the kernel path", req.Network.Key(), req.Network.Path)
-	}
+	link, err := p.create(req, target, h)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +135,28 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 		return fmt.Errorf("delete %s in %s: %w", rec.IfName, rec.Netns, err)
 	}
 	return nil
+}
+
+// create makes the pod link, in the pod's netns, under a temporary name.
+func (p *Path) create(req *attach.Request, target netns.NsHandle, h *netlink.Handle) (netlink.Link, error) {
+	n := req.Network
+	switch {
+	case n.Path == api.PathMACVLAN || n.Path == api.PathIPVLAN:
+		return createLower(p.host, req, n.Master, lowerOf(n), target, h)
+	case (n.Path == api.PathVLAN || n.Path == api.PathVXLAN) && n.EffectiveMode() == "direct":
+		return p.createDirect(req, target, h)
+	case n.Path == api.PathVLAN || n.Path == api.PathVXLAN:
+		// Held until the pod link exists on the host link, so that a
+		// concurrent SyncHostLinks cannot remove the host link in between.
+		p.hostMu.Lock()
+		defer p.hostMu.Unlock()
+		parent, err := p.ensureHostLink(n)
+		if err != nil {
+			return nil, err
+		}
+		return createLower(p.host, req, parent.Attrs().Name, lowerOf(n), target, h)
+	}
+	return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: path %s is not served by the kernel path", n.Key(), n.Path)
 }
 
 var errNetnsGone = errors.New("netns is gone")

@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 need=()
-for pkg in iproute2 iputils-ping ca-certificates make; do
+for pkg in iproute2 iputils-ping jq ca-certificates make git; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

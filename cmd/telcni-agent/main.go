@@ -43,6 +43,7 @@ func run() error {
 	vppStats := flag.String("vpp-stats-socket", vppagent.DefaultStatsSocket, "VPP stats socket (pod interface counters)")
 	metricsAddr := flag.String("metrics-listen", "", "address serving Prometheus metrics on /metrics (e.g. 127.0.0.1:9721; empty: off)")
 	runDir := flag.String("run-dir", vppagent.DefaultRunDir, "directory of per-pod sockets (memif files, vhost-user)")
+	syncEvery := flag.Duration("sync-interval", 10*time.Second, "how often host VLAN/VXLAN links are reconciled with network definitions")
 	flag.Parse()
 
 	var level slog.Level
@@ -101,6 +102,12 @@ func run() error {
 	if err := a.Recover(ctx); err != nil {
 		return err
 	}
+	// Host links follow network definitions as files are added, changed
+	// or removed; the loop is owned here and ends with ctx.
+	syncDone := make(chan struct{})
+	go func() { defer close(syncDone); a.Run(ctx, *syncEvery) }()
+	defer func() { stop(); <-syncDone }()
+
 	l, err := agent.Listen(*socket)
 	if err != nil {
 		return err

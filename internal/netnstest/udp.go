@@ -12,6 +12,11 @@ import (
 // netns toNS), sends a datagram from the netns fromNS, and waits for the
 // echo. It returns the source address the receiver saw.
 func UDPEcho(ctx context.Context, fromNS, toNS string, to netip.Addr) (netip.Addr, error) {
+	return UDPEchoFrom(ctx, fromNS, netip.Addr{}, toNS, to)
+}
+
+// UDPEchoFrom is UDPEcho with the sender bound to from (zero: any).
+func UDPEchoFrom(ctx context.Context, fromNS string, from netip.Addr, toNS string, to netip.Addr) (netip.Addr, error) {
 	var conn *net.UDPConn
 	err := Do(toNS, func() error {
 		var err error
@@ -41,7 +46,11 @@ func UDPEcho(ctx context.Context, fromNS, toNS string, to netip.Addr) (netip.Add
 	var client *net.UDPConn
 	err = Do(fromNS, func() error {
 		var err error
-		client, err = net.DialUDP("udp", nil, &net.UDPAddr{IP: to.AsSlice(), Port: port})
+		var laddr *net.UDPAddr
+		if from.IsValid() {
+			laddr = &net.UDPAddr{IP: from.AsSlice()}
+		}
+		client, err = net.DialUDP("udp", laddr, &net.UDPAddr{IP: to.AsSlice(), Port: port})
 		return err
 	})
 	if err != nil {

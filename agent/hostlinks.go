@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/ipam"
+)
+
+// SyncHostLinks brings the node's host links (VLAN, VXLAN) in line with
+// the defined networks and the attachment records: a link exists while its
+// network is defined or any pod still uses it. The records are the
+// reference count, so an agent restart counts right.
+func (a *Agent) SyncHostLinks(ctx context.Context) error {
+	var errs []error
+	seen := map[attach.HostLinkSyncer]bool{}
+	for _, p := range a.paths {
+		s, ok := p.(attach.HostLinkSyncer)
+		if !ok || seen[s] {
+			continue
+		}
+		seen[s] = true
+		errs = append(errs, s.SyncHostLinks(ctx, func() ([]*api.Network, error) { return a.networksInUse(ctx) }))
+	}
+	return errors.Join(errs...)
+}
+
+// networksInUse is every defined network plus every network a record
+// holds. When the definitions cannot be read, nothing may be removed, so
+// the error aborts the sync.
+func (a *Agent) networksInUse(ctx context.Context) ([]*api.Network, error) {
+	defined, err := a.networks.Networks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read network definitions: %w", err)
+	}
+	out := slices.Clone(defined)
+	err = a.forEachRecord(func(rec *Attachment) {
+		for _, r := range rec.Interfaces {
+			out = append(out, r.Network)
+		}
+	})
+	return out, err
+}
+
+func (a *Agent) forEachRecord(fn func(*Attachment)) error {
+	return a.store.View(func(tx *ipam.Tx) error {
+		for _, key := range tx.RecordKeys() {
+			var rec Attachment
+			if err := tx.GetRecord(key, &rec); err != nil {
+				return err
+			}
+			fn(&rec)
+		}
+		return nil
+	})
+}
+
+// checkUnchanged refuses a network whose definition changed, in a way that
+// would break them, under pods still attached to the old one: a new pod on
+// VLAN 200 beside old pods on VLAN 100 would silently split the network.
+func (a *Agent) checkUnchanged(n *api.Network) error {
+	var pods []string
+	var diff string
+	err := a.forEachRecord(func(rec *Attachment) {
+		for _, r := range rec.Interfaces {
+			if r.Network.Key() != n.Key() {
+				continue
+			}
+			if d := breakingChange(r.Network, n); d != "" {
+				diff = d
+				pods = append(pods, rec.Pod.Namespace+"/"+rec.Pod.Name+" ("+rec.ContainerID+")")
+			}
+		}
+	})
+	if err != nil {
+		return attach.Errorf(attach.CodeIOFailure, "read records: %v", err)
+	}
+	if len(pods) > 0 {
+		return attach.Errorf(attach.CodeInvalidConfig, "network %s: its definition changed (%s) while pods are attached to the old one: %s; the change is refused until they leave",
+			n.Key(), diff, strings.Join(pods, ", "))
+	}
+	return nil
+}
+
+// breakingChange describes a change of path, master, VLAN or VXLAN between
+// two definitions of one network, or returns "".
+func breakingChange(old, cur *api.Network) string {
+	switch {
+	case old.Path != cur.Path:
+		return fmt.Sprintf("path %s -> %s", old.Path, cur.Path)
+	case old.Master != cur.Master:
+		return fmt.Sprintf("master %s -> %s", old.Master, cur.Master)
+	case old.VLAN != cur.VLAN:
+		return fmt.Sprintf("vlan %d -> %d", old.VLAN, cur.VLAN)
+	case (old.VXLAN == nil) != (cur.VXLAN == nil) || old.VXLAN != nil && *old.VXLAN != *cur.VXLAN:
+		return "vxlan settings"
+	}
+	return ""
+}
+
+// Run keeps host links in line with network definitions as they are added,
+// changed and removed, until ctx ends.
+func (a *Agent) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := a.SyncHostLinks(ctx); err != nil {
+			a.log.Warn("host link sync", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package netnstest
+
+import (
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Wire creates a veth pair: name (up) in netns a, and name+"p" (up) in netns
+// b carrying the addresses peerAddrs. It models a node NIC (in a) cabled to
+// a router or host (b).
+func Wire(t testing.TB, a, b, name string, peerAddrs ...string) {
+	t.Helper()
+	ha, hb := Handle(t, a), Handle(t, b)
+	nsB, err := netns.GetFromPath(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsB.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 1500}, PeerName: name + "p", PeerNamespace: netlink.NsFd(int(nsB))}
+	if err := ha.LinkAdd(v); err != nil {
+		t.Fatalf("create veth %s: %v", name, err)
+	}
+	la, err := ha.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.LinkSetUp(la); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := hb.LinkByName(name + "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range peerAddrs {
+		addr, err := netlink.ParseAddr(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr.Flags = 0x80 // IFA_F_NODAD: usable at once
+		if err := hb.AddrAdd(lb, addr); err != nil {
+			t.Fatalf("add %s to %sp: %v", s, name, err)
+		}
+	}
+	if err := hb.LinkSetUp(lb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AddrOnLo puts an address on lo in the netns at path (a host "behind" a
+// router, without needing a dummy device) and brings lo up.
+func AddrOnLo(t testing.TB, path, cidr string) {
+	t.Helper()
+	h := Handle(t, path)
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(lo, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Route adds a route in the netns at path: dst via gw.
+func Route(t testing.TB, path, dst, gw string) {
+	t.Helper()
+	h := Handle(t, path)
+	_, d, err := parseCIDR(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{Dst: d, Gw: parseIP(gw)}); err != nil {
+		t.Fatalf("route %s via %s: %v", dst, gw, err)
+	}
+}
