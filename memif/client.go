@@ -121,6 +121,19 @@ func (c *Conn) clientHandshake() error {
 	if m.name != "" {
 		c.peerName = m.name
 	}
+	// Servers may reset head and tail while handling CONNECT (DPDK does), so
+	// only now hand every buffer of the receive rings to the server.
+	for _, q := range c.rx {
+		q.last = q.r.tail()
+		q.head = q.last
+		q.refill()
+	}
+	for _, q := range c.tx {
+		q.head = q.r.head()
+		if q.head-q.r.tail() > q.r.size {
+			return c.refuse(errors.New("server left a transmit ring in an invalid state"))
+		}
+	}
 	return nil
 }
 
@@ -174,10 +187,6 @@ func (c *Conn) allocClient(ns2m, nm2s int, log2 uint8) error {
 		if err != nil {
 			return err
 		}
-		// Hand every buffer of the receive ring to the server up front.
-		q.last = 0
-		q.head = 0
-		q.refill()
 		c.rx = append(c.rx, q)
 	}
 	c.evfiles = make([]*os.File, len(c.rx))

@@ -249,6 +249,12 @@ func (q *queue) rx(bufs [][]byte) (int, error) {
 					return got, q.finishRx(cur, got, ErrPeerMisbehaved)
 				}
 				src = mem[off : off+n]
+				// DPDK 22.11's client transmit path sets NEXT but never
+				// clears it when it reuses a slot; clear it for them once
+				// read (the slot is ours until we publish tail).
+				if fl&descFlagNext != 0 {
+					d.flags = 0
+				}
 			}
 			if total+len(src) <= len(dst) && !drop {
 				copy(dst[total:], src)
