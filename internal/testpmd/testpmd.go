@@ -264,7 +264,7 @@ func (p *Proc) CmdUntil(line, marker string) (string, error) {
 // Stats is one port's counters.
 type Stats struct {
 	RxPackets, RxMissed, RxErrors, TxPackets, TxErrors uint64
-	At                                                   time.Time
+	At                                                 time.Time
 }
 
 var statRe = regexp.MustCompile(`(RX-packets|RX-missed|RX-errors|TX-packets|TX-errors):\s+(\d+)`)
