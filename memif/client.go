@@ -48,7 +48,11 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 func (c *Conn) expect(t msgType) (msg, error) {
 	m, fd, err := c.ctl.recv()
 	if err != nil {
-		return m, fmt.Errorf("waiting for %v: %w", t, err)
+		err = fmt.Errorf("waiting for %v: %w", t, err)
+		if errors.Is(err, errBadMsg) {
+			return m, c.refuse(err)
+		}
+		return m, err
 	}
 	if fd >= 0 {
 		unix.Close(fd) // the server never sends fds

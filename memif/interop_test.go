@@ -15,6 +15,9 @@ func findTestpmd(t *testing.T) *testpmd.Env {
 	t.Helper()
 	needRoot(t)
 	env, err := testpmd.Find()
+	if err != nil && os.Getenv("MEMIF_REQUIRE_TESTPMD") != "" {
+		t.Fatalf("MEMIF_REQUIRE_TESTPMD set but: %v", err)
+	}
 	if err != nil {
 		t.Skipf("DPDK testpmd missing, interop test skipped: %v", err)
 	}
