@@ -2,9 +2,9 @@ package memif
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
-	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"

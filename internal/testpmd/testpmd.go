@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,10 @@ func (e *Env) Start(ctx context.Context, o Options) (*Proc, error) {
 		args = append(args, "-d", p)
 	}
 	args = append(args, "--vdev="+o.Vdev, "--", "-i")
+	if !slices.ContainsFunc(o.Args, func(a string) bool { return strings.HasPrefix(a, "--total-num-mbufs") }) {
+		// testpmd's default pool does not fit in the -m 512 heap.
+		args = append(args, "--total-num-mbufs=32768")
+	}
 	args = append(args, o.Args...)
 	// testpmd prints through stdio, fully buffered on a pipe: without
 	// stdbuf its answers would only arrive when it exits.
