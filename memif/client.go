@@ -125,11 +125,14 @@ func (c *Conn) clientHandshake() error {
 	if m.name != "" {
 		c.peerName = m.name
 	}
-	// Servers may reset head and tail while handling CONNECT (DPDK does), so
-	// only now hand every buffer of the receive rings to the server.
+	// Servers may reset head and tail while handling CONNECT (DPDK does):
+	// hand the buffers over again if so. Nothing was consumed yet (last
+	// is 0), and a server that did not reset may already be sending.
 	for _, q := range c.rx {
-		q.last = q.r.tail()
-		q.head = q.last
+		q.head = q.r.head()
+		if q.head-q.last > q.r.size || q.r.tail()-q.last > q.head-q.last {
+			return c.refuse(errors.New("server left a receive ring in an invalid state"))
+		}
 		q.refill()
 	}
 	for _, q := range c.tx {
@@ -191,6 +194,8 @@ func (c *Conn) allocClient(ns2m, nm2s int, log2 uint8) error {
 		if err != nil {
 			return err
 		}
+		// Hand every buffer of the receive ring to the server up front.
+		q.refill()
 		c.rx = append(c.rx, q)
 	}
 	c.evfiles = make([]*os.File, len(c.rx))

@@ -148,6 +148,34 @@ func (c *Conn) WaitRx(ctx context.Context, queue int) error {
 	return nil
 }
 
+// TxPending returns how many ring slots of tx queue the peer has not
+// consumed yet (0 once everything sent has been received). A sender that
+// is about to Close can wait for it to reach 0: closing tears the rings
+// down, and frames still in them are lost.
+func (c *Conn) TxPending(queue int) (int, error) {
+	if queue < 0 || queue >= len(c.tx) {
+		return 0, ErrBadQueue
+	}
+	q := c.tx[queue]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead {
+		return 0, ErrClosed
+	}
+	var n uint16
+	if q.client {
+		n = q.head - q.r.tail()
+	} else {
+		// The client hands a consumed buffer straight back by advancing
+		// head: what it has not consumed is what it has not re-offered.
+		n = q.tail - (q.r.head() - q.r.size)
+	}
+	if n > q.r.size {
+		return 0, ErrPeerMisbehaved
+	}
+	return int(n), nil
+}
+
 // Stats returns the counters of every rx and tx queue.
 func (c *Conn) Stats() (rx, tx []QueueStats) {
 	for _, q := range c.rx {
