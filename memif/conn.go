@@ -247,28 +247,20 @@ func (c *Conn) down(reason string, notify bool) {
 // message allowed then is DISCONNECT.
 func (c *Conn) reader() {
 	defer c.readerWG.Done()
-	for {
-		m, fd, err := c.ctl.recv()
-		if err != nil {
-			if c.closing.Load() {
-				return
-			}
-			if errors.Is(err, errBadMsg) {
-				c.down(fmt.Sprintf("bad control message: %v", err), true)
-			} else {
-				c.down(fmt.Sprintf("control socket: %v", err), false)
-			}
-			return
-		}
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		if m.typ == msgDisconnect {
-			c.down(fmt.Sprintf("peer disconnected: %s (code %d)", m.reason, m.code), false)
-			return
-		}
+	m, fd, err := c.ctl.recv()
+	switch {
+	case err != nil && c.closing.Load():
+	case err != nil && errors.Is(err, errBadMsg):
+		c.down(fmt.Sprintf("bad control message: %v", err), true)
+	case err != nil:
+		c.down(fmt.Sprintf("control socket: %v", err), false)
+	case m.typ == msgDisconnect:
+		c.down(fmt.Sprintf("peer disconnected: %s (code %d)", m.reason, m.code), false)
+	default:
 		c.down(fmt.Sprintf("unexpected %v while connected", m.typ), true)
-		return
+	}
+	if fd >= 0 {
+		unix.Close(fd)
 	}
 }
 
