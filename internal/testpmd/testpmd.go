@@ -133,6 +133,7 @@ type Proc struct {
 	change chan struct{} // closed and replaced whenever output arrives
 	done   chan struct{} // closed when the reader has seen EOF
 	cancel context.CancelFunc
+	prefix string
 }
 
 // Start runs testpmd in interactive mode; it is killed when ctx ends or
@@ -172,7 +173,7 @@ func (e *Env) Start(ctx context.Context, o Options) (*Proc, error) {
 	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &Proc{cmd: cmd, stdin: stdin, change: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	p := &Proc{cmd: cmd, stdin: stdin, change: make(chan struct{}), done: make(chan struct{}), cancel: cancel, prefix: o.Name}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("start testpmd: %w", err)
@@ -328,6 +329,14 @@ func (p *Proc) Quit() {
 		p.Kill()
 	}
 	p.cancel()
+	p.cleanup()
+}
+
+// cleanup removes EAL's runtime directory for this run's file prefix.
+func (p *Proc) cleanup() {
+	if p.prefix != "" && !strings.ContainsAny(p.prefix, "/.") {
+		_ = os.RemoveAll(filepath.Join("/var/run/dpdk", p.prefix))
+	}
 }
 
 // Kill ends testpmd at once and waits for it.
@@ -337,4 +346,5 @@ func (p *Proc) Kill() {
 	}
 	<-p.done
 	p.cancel()
+	p.cleanup()
 }
