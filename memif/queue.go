@@ -30,6 +30,10 @@ type QueueStats struct {
 // queue is one ring as seen from our side, with the bookkeeping that only
 // we write. mu serialises bursts with teardown (which unmaps the memory).
 type queue struct {
+	// Padding on both sides keeps the fields this queue's goroutine writes
+	// off cache lines shared with other queues (an rx and a tx queue of
+	// one process are often polled from two cores at once).
+	_    [128]byte
 	mu   sync.Mutex
 	dead bool
 	r    ring
@@ -55,6 +59,7 @@ type queue struct {
 	stats QueueStats
 	// scratch for server tx: validated (offset, len) of descriptors of one frame
 	chunks []chunk
+	_      [128]byte
 }
 
 type chunk struct {
