@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,17 +52,18 @@ type sample struct {
 }
 
 func main() {
-	dur := flag.Duration("duration", 2*time.Second, "measurement window per run")
+	dur := flag.Duration("duration", time.Second, "measurement window per run")
 	warm := flag.Duration("warmup", 500*time.Millisecond, "traffic before the window opens")
-	rounds := flag.Int("rounds", 3, "runs per scenario (the median is reported)")
+	rounds := flag.Int("rounds", 5, "runs per scenario (the median is reported)")
+	only := flag.String("only", "", "run only these scenarios (comma-separated: baseline,gorx,gotx,gogo), for investigation")
 	flag.Parse()
-	if err := run(*dur, *warm, *rounds); err != nil {
+	if err := run(*dur, *warm, *rounds, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "memifbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur, warm time.Duration, rounds int) error {
+func run(dur, warm time.Duration, rounds int, only string) error {
 	env, err := testpmd.Find()
 	if err != nil {
 		return err
@@ -68,6 +71,13 @@ func run(dur, warm time.Duration, rounds int) error {
 	if runtime.NumCPU() < 2 {
 		return fmt.Errorf("need 2 CPUs, have %d", runtime.NumCPU())
 	}
+	// The packet loops are locked to their threads and pinned to CPU 0 and
+	// 1. Go preempts any goroutine every 10 ms; a preempted locked
+	// goroutine gets its P back only through another P, so with every P
+	// held by a pinned loop each preemption stalls it (Go -> Go ran 3-6x
+	// slower). One spare P fixes that without adding a busy core: nothing
+	// else in this process is busy.
+	runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 	dir, err := os.MkdirTemp("", "memifbench")
 	if err != nil {
 		return err
@@ -76,6 +86,17 @@ func run(dur, warm time.Duration, rounds int) error {
 	b := &bench{env: env, dir: dir, dur: dur, warm: warm}
 	sizes := []int{64, 1500}
 	order := []scenario{baseline, goRx, goTx, goGo}
+	if only != "" {
+		keys := map[string]scenario{"baseline": baseline, "gorx": goRx, "gotx": goTx, "gogo": goGo}
+		order = nil
+		for _, k := range strings.Split(only, ",") {
+			sc, ok := keys[k]
+			if !ok {
+				return fmt.Errorf("-only: unknown scenario %q", k)
+			}
+			order = append(order, sc)
+		}
+	}
 	res := map[scenario]map[int][]sample{}
 	// Rounds interleave the scenarios so that load from other users of the
 	// machine spreads over all of them rather than hitting one.
@@ -94,26 +115,40 @@ func run(dur, warm time.Duration, rounds int) error {
 			}
 		}
 	}
-	fmt.Printf("\n| scenario | frame | Mpps (median of %d) | vs baseline | Go allocs/packet |\n|---|---|---|---|---|\n", rounds)
-	med := map[scenario]map[int]sample{}
+	fmt.Printf("\n| scenario | frame | Mpps (median of %d) | vs baseline (median of per-round ratios) | Go allocs/packet |\n|---|---|---|---|---|\n", rounds)
 	for _, size := range sizes {
 		for _, sc := range order {
 			m := median(res[sc][size])
-			if med[sc] == nil {
-				med[sc] = map[int]sample{}
-			}
-			med[sc][size] = m
-			base := median(res[baseline][size]).mpps
+
 			allocs := "-"
 			if m.allocs >= 0 {
 				allocs = fmt.Sprintf("%.4f", m.allocs)
 			}
-			fmt.Printf("| %s | %d B | %.2f | %.2f | %s |\n", names[sc], size, m.mpps, m.mpps/base, allocs)
+			fmt.Printf("| %s | %d B | %.2f | %.2f | %s |\n", names[sc], size, m.mpps, ratio(res, sc, size), allocs)
 		}
 	}
-	base := med[baseline][64].mpps
-	fmt.Printf("\nmemif-ratio go_rx=%.2f go_tx=%.2f\n", med[goRx][64].mpps/base, med[goTx][64].mpps/base)
+	if only != "" {
+		return nil // the ratio line needs every scenario
+	}
+	fmt.Printf("\nmemif-ratio go_rx=%.2f go_tx=%.2f\n", ratio(res, goRx, 64), ratio(res, goTx, 64))
 	return nil
+}
+
+// ratio is the median over rounds of sc's rate divided by the baseline's
+// rate in the same round: the machine is shared, and load from others
+// drifts more between rounds than within one.
+func ratio(res map[scenario]map[int][]sample, sc scenario, size int) float64 {
+	base := res[baseline][size]
+	var rs []sample
+	for i, s := range res[sc][size] {
+		if i < len(base) && base[i].mpps > 0 {
+			rs = append(rs, sample{mpps: s.mpps / base[i].mpps})
+		}
+	}
+	if len(rs) == 0 {
+		return math.NaN()
+	}
+	return median(rs).mpps
 }
 
 func median(s []sample) sample {
@@ -221,18 +256,20 @@ func (b *bench) run(sc scenario, size int) (sample, error) {
 		}
 		return rxCount.Load(), time.Now(), nil
 	}
+	// The allocation window sits inside the counting window so that only
+	// the packet loops (not the parsing of testpmd's answers) are in it.
 	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
 	c0, t0, err := count()
 	if err != nil {
 		return sample{}, err
 	}
+	runtime.ReadMemStats(&ms0)
 	time.Sleep(b.dur)
+	runtime.ReadMemStats(&ms1)
 	c1, t1, err := count()
 	if err != nil {
 		return sample{}, err
 	}
-	runtime.ReadMemStats(&ms1)
 	pkts := c1 - c0
 	s := sample{mpps: float64(pkts) / t1.Sub(t0).Seconds() / 1e6, allocs: -1}
 	if sc != baseline && pkts > 0 {
