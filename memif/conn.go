@@ -138,10 +138,8 @@ func (c *Conn) WaitRx(ctx context.Context, queue int) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		select {
-		case <-c.done:
+		if c.closing.Load() {
 			return ErrClosed
-		default:
 		}
 		return fmt.Errorf("memif: wait rx queue %d: %w", queue, err)
 	}
