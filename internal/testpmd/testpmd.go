@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -114,6 +115,8 @@ func copyFile(src, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
+var runSeq atomic.Uint64
+
 // Options describe one testpmd run.
 type Options struct {
 	Name     string   // unique per concurrent run (EAL file prefix)
@@ -145,6 +148,9 @@ func (e *Env) Start(ctx context.Context, o Options) (*Proc, error) {
 	if o.Lcores == "" {
 		o.Lcores = "0,1"
 	}
+	// A unique EAL file prefix per run: a second testpmd under a prefix
+	// still known to EAL would attach to the first as a secondary process.
+	o.Name = fmt.Sprintf("%s-%d", o.Name, runSeq.Add(1))
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	args := []string{"--no-huge", "-m", "512", "--no-pci", "--file-prefix=" + o.Name,
 		"-l", o.Lcores, "--main-lcore", strconv.Itoa(o.MainCore), "--log-level=pmd.net.memif:info"}
@@ -257,8 +263,11 @@ func (p *Proc) CmdUntil(line, marker string) (string, error) {
 	}
 	end, err := p.WaitFor(marker, from, 30*time.Second)
 	if err == nil && marker != "testpmd> " {
-		// Include the rest of the marker's line.
-		end, err = p.WaitFor("\n", end, 5*time.Second)
+		// Then wait for the prompt: until it is printed the command is
+		// not finished, and the next command's answer would be confused
+		// with this one's prompt (testpmd's "start" drops frames that
+		// arrive before it is done).
+		end, err = p.WaitFor("testpmd> ", end, 30*time.Second)
 	}
 	if err != nil {
 		return "", fmt.Errorf("testpmd %q: %w", line, err)
