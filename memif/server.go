@@ -74,7 +74,9 @@ func (l *Listener) Add(cfg Config) error {
 	return nil
 }
 
-// Accept waits for the next interface to come up.
+// Accept waits for the next interface to come up. A client whose handshake
+// has completed waits (connected, its frames queueing in the rings) until
+// Accept takes it.
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	select {
 	case c := <-l.conns:

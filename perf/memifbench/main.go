@@ -84,6 +84,7 @@ func run(dur, warm time.Duration, rounds int, only string) error {
 	}
 	defer os.RemoveAll(dir)
 	b := &bench{env: env, dir: dir, dur: dur, warm: warm}
+	loadStart := loadavg()
 	sizes := []int{64, 1500}
 	order := []scenario{baseline, goRx, goTx, goGo}
 	if only != "" {
@@ -115,6 +116,9 @@ func run(dur, warm time.Duration, rounds int, only string) error {
 			}
 		}
 	}
+	// The machine may be shared: say how busy it was, since absolute rates
+	// then say more about the neighbours than about memif.
+	fmt.Printf("\nload average (1/5/15 min) at start: %s, at end: %s, CPUs: %d\n", loadStart, loadavg(), runtime.NumCPU())
 	fmt.Printf("\n| scenario | frame | Mpps (median of %d) | vs baseline (median of per-round ratios) | Go allocs/packet |\n|---|---|---|---|---|\n", rounds)
 	for _, size := range sizes {
 		for _, sc := range order {
@@ -337,4 +341,16 @@ func txLoop(c *memif.Conn, cpu, size int, stop <-chan struct{}, count *atomic.Ui
 		}
 		count.Add(uint64(n))
 	}
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
