@@ -48,7 +48,11 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 func (c *Conn) expect(t msgType) (msg, error) {
 	m, fd, err := c.ctl.recv()
 	if err != nil {
-		return m, fmt.Errorf("waiting for %v: %w", t, err)
+		err = fmt.Errorf("waiting for %v: %w", t, err)
+		if errors.Is(err, errBadMsg) {
+			return m, c.refuse(err)
+		}
+		return m, err
 	}
 	if fd >= 0 {
 		unix.Close(fd) // the server never sends fds
@@ -121,6 +125,22 @@ func (c *Conn) clientHandshake() error {
 	if m.name != "" {
 		c.peerName = m.name
 	}
+	// Servers may reset head and tail while handling CONNECT (DPDK does):
+	// hand the buffers over again if so. Nothing was consumed yet (last
+	// is 0), and a server that did not reset may already be sending.
+	for _, q := range c.rx {
+		q.head = q.r.head()
+		if q.head-q.last > q.r.size || q.r.tail()-q.last > q.head-q.last {
+			return c.refuse(errors.New("server left a receive ring in an invalid state"))
+		}
+		q.refill()
+	}
+	for _, q := range c.tx {
+		q.head = q.r.head()
+		if q.head-q.r.tail() > q.r.size {
+			return c.refuse(errors.New("server left a transmit ring in an invalid state"))
+		}
+	}
 	return nil
 }
 
@@ -175,8 +195,6 @@ func (c *Conn) allocClient(ns2m, nm2s int, log2 uint8) error {
 			return err
 		}
 		// Hand every buffer of the receive ring to the server up front.
-		q.last = 0
-		q.head = 0
 		q.refill()
 		c.rx = append(c.rx, q)
 	}

@@ -138,14 +138,40 @@ func (c *Conn) WaitRx(ctx context.Context, queue int) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		select {
-		case <-c.done:
+		if c.closing.Load() {
 			return ErrClosed
-		default:
 		}
 		return fmt.Errorf("memif: wait rx queue %d: %w", queue, err)
 	}
 	return nil
+}
+
+// TxPending returns how many ring slots of tx queue the peer has not
+// consumed yet (0 once everything sent has been received). A sender that
+// is about to Close can wait for it to reach 0: closing tears the rings
+// down, and frames still in them are lost.
+func (c *Conn) TxPending(queue int) (int, error) {
+	if queue < 0 || queue >= len(c.tx) {
+		return 0, ErrBadQueue
+	}
+	q := c.tx[queue]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead {
+		return 0, ErrClosed
+	}
+	var n uint16
+	if q.client {
+		n = q.head - q.r.tail()
+	} else {
+		// The client hands a consumed buffer straight back by advancing
+		// head: what it has not consumed is what it has not re-offered.
+		n = q.tail - (q.r.head() - q.r.size)
+	}
+	if n > q.r.size {
+		return 0, ErrPeerMisbehaved
+	}
+	return int(n), nil
 }
 
 // Stats returns the counters of every rx and tx queue.
@@ -219,28 +245,20 @@ func (c *Conn) down(reason string, notify bool) {
 // message allowed then is DISCONNECT.
 func (c *Conn) reader() {
 	defer c.readerWG.Done()
-	for {
-		m, fd, err := c.ctl.recv()
-		if err != nil {
-			if c.closing.Load() {
-				return
-			}
-			if errors.Is(err, errBadMsg) {
-				c.down(fmt.Sprintf("bad control message: %v", err), true)
-			} else {
-				c.down(fmt.Sprintf("control socket: %v", err), false)
-			}
-			return
-		}
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		if m.typ == msgDisconnect {
-			c.down(fmt.Sprintf("peer disconnected: %s (code %d)", m.reason, m.code), false)
-			return
-		}
+	m, fd, err := c.ctl.recv()
+	switch {
+	case err != nil && c.closing.Load():
+	case err != nil && errors.Is(err, errBadMsg):
+		c.down(fmt.Sprintf("bad control message: %v", err), true)
+	case err != nil:
+		c.down(fmt.Sprintf("control socket: %v", err), false)
+	case m.typ == msgDisconnect:
+		c.down(fmt.Sprintf("peer disconnected: %s (code %d)", m.reason, m.code), false)
+	default:
 		c.down(fmt.Sprintf("unexpected %v while connected", m.typ), true)
-		return
+	}
+	if fd >= 0 {
+		unix.Close(fd)
 	}
 }
 

@@ -30,6 +30,10 @@ type QueueStats struct {
 // queue is one ring as seen from our side, with the bookkeeping that only
 // we write. mu serialises bursts with teardown (which unmaps the memory).
 type queue struct {
+	// Padding on both sides keeps the fields this queue's goroutine writes
+	// off cache lines shared with other queues (an rx and a tx queue of
+	// one process are often polled from two cores at once).
+	_    [128]byte
 	mu   sync.Mutex
 	dead bool
 	r    ring
@@ -55,6 +59,7 @@ type queue struct {
 	stats QueueStats
 	// scratch for server tx: validated (offset, len) of descriptors of one frame
 	chunks []chunk
+	_      [128]byte
 }
 
 type chunk struct {
@@ -249,6 +254,12 @@ func (q *queue) rx(bufs [][]byte) (int, error) {
 					return got, q.finishRx(cur, got, ErrPeerMisbehaved)
 				}
 				src = mem[off : off+n]
+				// DPDK 22.11's client transmit path sets NEXT but never
+				// clears it when it reuses a slot; clear it for them once
+				// read (the slot is ours until we publish tail).
+				if fl&descFlagNext != 0 {
+					d.flags = 0
+				}
 			}
 			if total+len(src) <= len(dst) && !drop {
 				copy(dst[total:], src)

@@ -42,7 +42,7 @@ func ringBytes(log2 uint8) uint64 { return ringHdrSize + descSize<<log2 }
 type ring struct {
 	base  unsafe.Pointer
 	descs []desc
-	size  uint16 // slots; 1<<15 at most, so uint16 arithmetic on indexes works... see mask
+	size  uint16 // slots, at most 1<<14: free-running uint16 indexes wrap cleanly
 	mask  uint16
 }
 

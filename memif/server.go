@@ -74,7 +74,9 @@ func (l *Listener) Add(cfg Config) error {
 	return nil
 }
 
-// Accept waits for the next interface to come up.
+// Accept waits for the next interface to come up. A client whose handshake
+// has completed waits (connected, its frames queueing in the rings) until
+// Accept takes it.
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	select {
 	case c := <-l.conns:
@@ -135,6 +137,12 @@ func (l *Listener) serve(uc *net.UnixConn) {
 	_ = uc.SetDeadline(time.Now().Add(anyCfg.HandshakeTimeout))
 	s, err := l.serverHandshake(c)
 	if err != nil {
+		// The interface ID is free again by now: tell the client why only
+		// after that, so that it can retry at once.
+		var r refused
+		if errors.As(err, &r) {
+			err = c.refuse(r.error)
+		}
 		c.log.Warn("memif client refused", "socket", l.sock, "err", err)
 		c.release()
 		return
@@ -175,28 +183,28 @@ func (l *Listener) serverHandshake(c *Conn) (s *slot, err error) {
 		return nil, err
 	}
 	if m.version != protoVer {
-		return nil, c.refuse(fmt.Errorf("unsupported version %#x", m.version))
+		return nil, refusal(fmt.Errorf("unsupported version %#x", m.version))
 	}
 	l.mu.Lock()
 	s = l.ifaces[m.id]
 	switch {
 	case s == nil:
 		l.mu.Unlock()
-		return nil, c.refuse(fmt.Errorf("unknown interface id %d", m.id))
+		return nil, refusal(fmt.Errorf("unknown interface id %d", m.id))
 	case s.busy:
 		s = nil
 		l.mu.Unlock()
-		return nil, c.refuse(fmt.Errorf("interface id %d already connected", m.id))
+		return nil, refusal(fmt.Errorf("interface id %d already connected", m.id))
 	}
 	s.busy = true
 	c.cfg = s.cfg
 	c.log = s.cfg.Logger
 	l.mu.Unlock()
 	if m.mode != c.cfg.Mode {
-		return s, c.refuse(fmt.Errorf("mode mismatch: client %v, server %v", m.mode, c.cfg.Mode))
+		return s, refusal(fmt.Errorf("mode mismatch: client %v, server %v", m.mode, c.cfg.Mode))
 	}
 	if c.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(m.secret), []byte(c.cfg.Secret)) != 1 {
-		return s, c.refuse(errors.New("incorrect secret"))
+		return s, refusal(errors.New("incorrect secret"))
 	}
 	c.peerName = m.name
 	if err := c.ctl.send(&msg{typ: msgAck}, -1); err != nil {
@@ -207,7 +215,7 @@ func (l *Listener) serverHandshake(c *Conn) (s *slot, err error) {
 		m, fd, err := c.ctl.recv()
 		if err != nil {
 			if errors.Is(err, errBadMsg) {
-				return s, c.refuse(err)
+				return s, refusal(err)
 			}
 			return s, fmt.Errorf("handshake: %w", err)
 		}
@@ -233,7 +241,7 @@ func (l *Listener) serverHandshake(c *Conn) (s *slot, err error) {
 			}
 			c.rx, c.tx = s2m, m2s
 			if err := c.checkRings(); err != nil {
-				return s, c.refuse(err)
+				return s, refusal(err)
 			}
 			c.peerName = m.name
 			c.evfiles = make([]*os.File, len(c.rx))
@@ -255,7 +263,7 @@ func (l *Listener) serverHandshake(c *Conn) (s *slot, err error) {
 		if err != nil {
 			// Rings added so far hold eventfds: release them with the conn.
 			c.rx, c.tx = compact(s2m), compact(m2s)
-			return s, c.refuse(err)
+			return s, refusal(err)
 		}
 		if err := c.ctl.send(&msg{typ: msgAck}, -1); err != nil {
 			c.rx, c.tx = compact(s2m), compact(m2s)
@@ -358,16 +366,25 @@ func (c *Conn) checkRings() error {
 			q.regions = c.regions
 		}
 	}
+	// Start every ring from zero, as DPDK's server does: DPDK's client
+	// zeroes head and tail again when it gets CONNECTED, and may bring back
+	// rings from an earlier connection (port stop/start) whose indexes we
+	// must not resume from. Our client hands its buffers over again after
+	// CONNECTED.
+	for _, q := range append(append([]*queue{}, c.rx...), c.tx...) {
+		q.r.setHead(0)
+		q.r.setTail(0)
+		q.head, q.tail, q.last = 0, 0, 0
+	}
 	for _, q := range c.tx {
-		// The client hands buffers over by advancing head; we start at
-		// the ring's current tail (zero on a fresh ring).
-		q.tail = q.r.tail()
 		if cap(q.chunks) < int(q.r.size) {
 			q.chunks = make([]chunk, 0, q.r.size)
 		}
 	}
-	for _, q := range c.rx {
-		q.last = q.r.tail()
-	}
 	return nil
 }
+
+// refused marks a handshake error to be sent to the client as DISCONNECT.
+type refused struct{ error }
+
+func refusal(err error) error { return refused{err} }

@@ -54,7 +54,7 @@ func (k *ctl) recv() (msg, int, error) {
 	if oobn > 0 {
 		fds, err := parseRights(k.oob[:oobn])
 		if err != nil {
-			fdErr = err
+			fdErr = fmt.Errorf("%w: %v", errBadMsg, err)
 		}
 		for i, f := range fds {
 			if i == 0 && fdErr == nil {
@@ -64,11 +64,11 @@ func (k *ctl) recv() (msg, int, error) {
 			unix.Close(f)
 		}
 		if len(fds) > 1 && fdErr == nil {
-			fdErr = fmt.Errorf("%d file descriptors in one message", len(fds))
+			fdErr = fmt.Errorf("%w: %d file descriptors in one message", errBadMsg, len(fds))
 		}
 	}
 	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 && fdErr == nil {
-		fdErr = errors.New("truncated message or control data")
+		fdErr = fmt.Errorf("%w: truncated message or control data", errBadMsg)
 	}
 	if n == 0 && oobn == 0 && err == nil {
 		// A zero-length read on SOCK_SEQPACKET is the peer closing.

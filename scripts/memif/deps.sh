@@ -67,6 +67,13 @@ for _ in $(seq 1 10); do
 	done
 	fetch "${pkgs[@]}"
 done
-"$root/usr/bin/dpdk-testpmd" --version >/dev/null 2>&1 || LD_LIBRARY_PATH=$libdir "$root/usr/bin/dpdk-testpmd" -v --no-huge --no-pci -m 64 --file-prefix=deps-check -- --help >/dev/null 2>&1 || true
+# Every library testpmd and the memif PMD need must resolve.
+for bin in "$root/usr/bin/dpdk-testpmd" "$libdir"/dpdk/pmds-23.0/librte_net_memif.so.23.0; do
+	if LD_LIBRARY_PATH=$libdir ldd "$bin" | grep -q 'not found'; then
+		echo "deps-memif: unresolved libraries for $bin:" >&2
+		LD_LIBRARY_PATH=$libdir ldd "$bin" | grep 'not found' >&2
+		exit 1
+	fi
+done
 touch "$stamp"
 echo "deps-memif: dpdk-testpmd ready in $root/usr/bin"
