@@ -85,5 +85,5 @@ func (a *Agent) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover %s: %w", rec.Key, err)
 		}
 	}
-	return nil
+	return a.retain(ctx)
 }

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/cni"
+	"github.com/telcni/telcni/ipam"
 )
 
 // pathsReady fails STATUS when a network the config can use needs a path
@@ -49,6 +51,50 @@ func (a *Agent) pathsReady(ctx context.Context, call *cni.Call) error {
 func (a *Agent) pathReady(n *api.Network) error {
 	if r, ok := a.paths[n.Path].(attach.Readier); ok {
 		return r.Ready()
+	}
+	return nil
+}
+
+// retain hands every attach.Retainer path the interface records of ready
+// attachments on its networks (see attach.Retainer).
+func (a *Agent) retain(ctx context.Context) error {
+	byPath := map[attach.Retainer][]*attach.Record{}
+	for _, p := range a.paths {
+		if r, ok := p.(attach.Retainer); ok {
+			byPath[r] = nil
+		}
+	}
+	if len(byPath) == 0 {
+		return nil
+	}
+	err := a.store.View(func(tx *ipam.Tx) error {
+		for _, key := range tx.RecordKeys() {
+			var rec Attachment
+			if err := tx.GetRecord(key, &rec); err != nil {
+				return err
+			}
+			if rec.State != StateReady {
+				continue
+			}
+			for i := range rec.Interfaces {
+				r := &rec.Interfaces[i]
+				if r.Network == nil {
+					continue
+				}
+				if p, ok := a.paths[r.Network.Path].(attach.Retainer); ok {
+					byPath[p] = append(byPath[p], r)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover: read records: %w", err)
+	}
+	for p, recs := range byPath {
+		if err := p.Retain(ctx, recs); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 package attach
 
+import "context"
+
 // Readier is implemented by paths that depend on a service outside the
 // agent (VPP for memif and vhostuser). Ready is nil while the path can
 // attach interfaces; otherwise its error says why (e.g. which socket is
@@ -8,4 +10,14 @@ package attach
 // networks normally.
 type Readier interface {
 	Ready() error
+}
+
+// Retainer is implemented by paths that keep their own account of what
+// they made, because their objects outlive the agent (VPP). At start-up,
+// after interrupted ADDs are undone, the agent hands each such path every
+// interface record of a ready attachment on the path's networks: the path
+// forgets and removes what is not among them and rebuilds what is missing,
+// so that the agent's records stay the one truth.
+type Retainer interface {
+	Retain(ctx context.Context, recs []*Record) error
 }

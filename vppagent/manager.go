@@ -182,6 +182,57 @@ func (m *Manager) CLI(ctx context.Context, cmd string) (string, error) {
 	return (&vpp{conn: c}).cli(ctx, cmd)
 }
 
+// Retain makes the records exactly specs (the agent's ready
+// attachments): records of interfaces the agent no longer has are dropped,
+// interfaces the agent has but this store lost are recorded again. With VPP
+// connected it then reconciles, which removes and re-creates accordingly;
+// otherwise the next connect does.
+func (m *Manager) Retain(ctx context.Context, specs []PodInterface) error {
+	m.mu.Lock()
+	recs, err := m.store.List()
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	want := map[string]PodInterface{}
+	for _, s := range specs {
+		want[s.Key()] = s
+	}
+	have := map[string]bool{}
+	var errs []error
+	for _, r := range recs {
+		have[r.Spec.Key()] = true
+		if _, ok := want[r.Spec.Key()]; !ok {
+			m.log.Info("forgetting a VPP interface the agent has no record of", "tag", r.Spec.Tag())
+			errs = append(errs, m.store.Delete(r.Spec.Key()))
+		}
+	}
+	for k, s := range want {
+		if have[k] {
+			continue
+		}
+		r, err := m.describe(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.log.Info("re-recording a VPP interface from the agent's records", "tag", s.Tag())
+		errs = append(errs, m.store.Put(r))
+	}
+	m.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if c, err := m.conn.API(); err == nil {
+		// VPP trouble must not stop the agent from starting: the next
+		// connect reconciles again.
+		if err := m.reconcile(ctx, &vpp{conn: c}); err != nil {
+			m.log.Warn("reconcile after retain failed; retried at the next connect", "err", err)
+		}
+	}
+	return nil
+}
+
 // Check reports the first difference between spec and VPP: the interface
 // is missing or down.
 func (m *Manager) Check(ctx context.Context, spec PodInterface) error {
@@ -377,30 +428,12 @@ func (m *Manager) ensureNetwork(ctx context.Context, v *vpp, st *state, n *Netwo
 // ensurePod finds the pod's interface by tag or builds it. A half-built
 // interface is removed before the error is returned.
 func (m *Manager) ensurePod(ctx context.Context, v *vpp, st *state, spec PodInterface) (*Record, error) {
-	rec := &Record{Spec: spec}
-	tag := spec.Tag()
-	n := &spec.Network
-	switch n.Kind {
-	case KindMemif:
-		sock, podPath := spec.memifSocket(m.runDir)
-		rec.Socket = sock
-		mode := n.Memif.Mode
-		if mode == "" {
-			mode = MemifModeEthernet
-		}
-		rec.DeviceInfo = DeviceInfo{Type: "memif", Memif: &MemifInfo{Role: "client", Mode: mode, Path: podPath, ID: 0}}
-	case KindVhostUser:
-		path, err := spec.vhostSocket(m.runDir)
-		if err != nil {
-			return nil, err
-		}
-		rec.Socket = path
-		podMode := "client"
-		if n.Vhost.Mode == "client" {
-			podMode = "server"
-		}
-		rec.DeviceInfo = DeviceInfo{Type: "vhost-user", Vhost: &VhostUserInfo{Mode: podMode, Path: path}}
+	r, err := m.describe(spec)
+	if err != nil {
+		return nil, err
 	}
+	rec := &r
+	tag := spec.Tag()
 	if i, ok := st.byTag[tag]; ok {
 		rec.SwIfIndex = i.Index
 		return rec, nil
@@ -415,6 +448,35 @@ func (m *Manager) ensurePod(ctx context.Context, v *vpp, st *state, spec PodInte
 		return nil, err
 	}
 	st.add(swIf{Index: idx, Tag: tag})
+	return rec, nil
+}
+
+// describe is the record of spec before VPP is asked anything: its socket
+// and the device-info the pod application gets.
+func (m *Manager) describe(spec PodInterface) (Record, error) {
+	rec := Record{Spec: spec}
+	n := &spec.Network
+	switch n.Kind {
+	case KindMemif:
+		sock, podPath := spec.memifSocket(m.runDir)
+		rec.Socket = sock
+		mode := n.Memif.Mode
+		if mode == "" {
+			mode = MemifModeEthernet
+		}
+		rec.DeviceInfo = DeviceInfo{Type: "memif", Memif: &MemifInfo{Role: "client", Mode: mode, Path: podPath, ID: 0}}
+	case KindVhostUser:
+		path, err := spec.vhostSocket(m.runDir)
+		if err != nil {
+			return rec, err
+		}
+		rec.Socket = path
+		podMode := "client"
+		if n.Vhost.Mode == "client" {
+			podMode = "server"
+		}
+		rec.DeviceInfo = DeviceInfo{Type: "vhost-user", Vhost: &VhostUserInfo{Mode: podMode, Path: path}}
+	}
 	return rec, nil
 }
 

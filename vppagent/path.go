@@ -13,8 +13,9 @@ import (
 type Path struct{ m *Manager }
 
 var (
-	_ attach.Path    = (*Path)(nil)
-	_ attach.Readier = (*Path)(nil)
+	_ attach.Path     = (*Path)(nil)
+	_ attach.Readier  = (*Path)(nil)
+	_ attach.Retainer = (*Path)(nil)
 )
 
 // NewPath serves the agent's VPP networks through m.
@@ -56,6 +57,23 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 		return p.m.Del(ctx, rec.ContainerID+"/"+rec.IfName)
 	}
 	return coded(p.m.DelSpec(ctx, spec))
+}
+
+// Retain makes the agent's ready attachments the truth for VPP (see
+// attach.Retainer).
+func (p *Path) Retain(ctx context.Context, recs []*attach.Record) error {
+	specs := make([]PodInterface, 0, len(recs))
+	for _, r := range recs {
+		s, err := specFromRequest(&r.Request)
+		if err != nil {
+			// Its network no longer validates; the agent still holds the
+			// record (DEL removes it), VPP just stops serving it.
+			p.m.log.Warn("not retaining a VPP interface with an invalid network", "container", r.ContainerID, "ifname", r.IfName, "err", err)
+			continue
+		}
+		specs = append(specs, s)
+	}
+	return p.m.Retain(ctx, specs)
 }
 
 // Check reports whether the recorded interface exists and is up in VPP.

@@ -62,3 +62,37 @@ func TestPathAttachDetachCheck(t *testing.T) {
 		t.Errorf("ADD with VPP down: %v (code %d)", err, attach.CodeOf(err))
 	}
 }
+
+func TestPathRetainFollowsAgentRecords(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	p := NewPath(m)
+	ctx := context.Background()
+	n, err := api.ParseNetwork([]byte(`{"name":"fh","path":"memif"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := &attach.Request{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/a", Network: n}
+	gone := &attach.Request{ContainerID: cidB, IfName: "fh0", Netns: "/var/run/netns/b", Network: n}
+	for _, r := range []*attach.Request{keep, gone} {
+		if _, err := p.Attach(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// vppagent lost its record of keep; the agent no longer has gone.
+	if err := m.store.Delete(cidA + "/fh0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Retain(ctx, []*attach.Record{{Request: *keep}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := m.Records()
+	if len(recs) != 1 || recs[0].Spec.ContainerID != cidA {
+		t.Fatalf("records after Retain: %+v", recs)
+	}
+	tags, _, socks := f.ours()
+	keepSpec, _ := specFromRequest(keep)
+	if len(tags) != 1 || tags[0] != keepSpec.Tag() || len(socks) != 1 {
+		t.Errorf("VPP after Retain: %v %v, want only %s", tags, socks, keepSpec.Tag())
+	}
+}
