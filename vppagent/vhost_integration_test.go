@@ -32,13 +32,21 @@ func testpmdTree(t *testing.T) (bin, libdir string) {
 }
 
 func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
+	// VPP as the vhost-user server (the default: the pod connects) and as
+	// the client (the pod's testpmd makes the socket).
+	for _, vppMode := range []string{"server", "client"} {
+		t.Run("vpp-"+vppMode, func(t *testing.T) { vhostTraffic(t, vppMode) })
+	}
+}
+
+func vhostTraffic(t *testing.T, vppMode string) {
 	bin, libdir := testpmdTree(t)
 	v := vpptest.Start(t, vpptest.Options{})
 	a := startAgent(t, v, recDir(t), shortTemp(t))
 	ctx := context.Background()
 	// One L2 network: a vhost-user pod (testpmd virtio_user, answering ARP
 	// and ICMP echo) and a memif pod that pings it through VPP.
-	vr, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "vh0", Network: Network{Name: "mixed", Kind: KindVhostUser}, IPs: []netip.Prefix{pfx("10.90.0.20/24")}})
+	vr, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "vh0", Network: Network{Name: "mixed", Kind: KindVhostUser, Vhost: VhostOptions{Mode: vppMode}}, IPs: []netip.Prefix{pfx("10.90.0.20/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,8 +54,13 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vr.DeviceInfo.Type != "vhost-user" || vr.DeviceInfo.Vhost.Mode != "client" {
-		t.Fatalf("device-info %+v", vr.DeviceInfo)
+	podMode := map[string]string{"server": "client", "client": "server"}[vppMode]
+	if vr.DeviceInfo.Type != "vhost-user" || vr.DeviceInfo.Vhost.Mode != podMode {
+		t.Fatalf("device-info %+v, want pod mode %s", vr.DeviceInfo.Vhost, podMode)
+	}
+	vdev := "net_virtio_user0,path=" + vr.DeviceInfo.Vhost.Path + ",queues=1"
+	if podMode == "server" {
+		vdev += ",server=1"
 	}
 	pmds := filepath.Join(libdir, "dpdk/pmds-23.0")
 	// VPP maps the pod's memory through the fds virtio_user sends, so it
@@ -57,9 +70,9 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 	if free := freeHugepages(); free < 64 {
 		t.Skipf("testpmd's virtio_user needs 64 free 2 MB hugepages, %d free: `make deps-vpp` reserves 128 (vm.nr_hugepages)", free)
 	}
-	cmd := exec.Command(bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+itoa(uint32(os.Getpid())),
+	cmd := exec.Command(bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+vppMode+itoa(uint32(os.Getpid())),
 		"-d", filepath.Join(pmds, "librte_mempool_ring.so.23"), "-d", filepath.Join(pmds, "librte_net_virtio.so.23"),
-		"--vdev", "net_virtio_user0,path="+vr.DeviceInfo.Vhost.Path+",queues=1",
+		"--vdev", vdev,
 		"--", "--forward-mode=icmpecho", "-a", "--total-num-mbufs=8192", "--no-mlockall")
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libdir)
 	var out strings.Builder
