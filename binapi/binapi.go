@@ -36,9 +36,10 @@ import (
 // VPPRelease is the VPP release the bindings were generated from.
 const VPPRelease = "25.10-release"
 
-// Group is the messages of one VPP feature. Optional groups (uplink
-// drivers whose plugin a node may not load) do not make VPP incompatible
-// when they are missing entirely; they are reported by Check instead.
+// Group is the messages of one VPP feature. Optional groups (plugins a
+// node may not load: vhost-user, uplink drivers) do not make VPP
+// incompatible when they are missing entirely; Check reports them and only
+// the networks that need them are refused.
 type Group struct {
 	Name     string
 	Optional bool
@@ -87,12 +88,12 @@ var Groups = []Group{
 		&memif.MemifDelete{}, &memif.MemifDeleteReply{},
 		&memif.MemifDump{}, &memif.MemifDetails{},
 	}},
-	{Name: "vhost_user", Messages: []api.Message{
+	{Name: "vhost_user", Optional: true, Messages: []api.Message{
 		&vhost_user.CreateVhostUserIfV2{}, &vhost_user.CreateVhostUserIfV2Reply{},
 		&vhost_user.DeleteVhostUserIf{}, &vhost_user.DeleteVhostUserIfReply{},
 		&vhost_user.SwInterfaceVhostUserDump{}, &vhost_user.SwInterfaceVhostUserDetails{},
 	}},
-	{Name: "af_packet", Messages: []api.Message{
+	{Name: "af_packet", Optional: true, Messages: []api.Message{
 		&afpacket.AfPacketCreateV3{}, &afpacket.AfPacketCreateV3Reply{},
 		&afpacket.AfPacketDelete{}, &afpacket.AfPacketDeleteReply{},
 	}},

@@ -87,6 +87,9 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.needs(&spec.Network); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := &vpp{conn: c}
@@ -118,6 +121,36 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	}
 	m.log.Info("pod interface added", "tag", spec.Tag(), "swIfIndex", rec.SwIfIndex, "network", spec.Network.Name)
 	return rec, nil
+}
+
+// MissingPluginError refuses a network that needs an API the connected
+// VPP lacks (its plugin is not loaded).
+type MissingPluginError struct {
+	Network, Group, Socket string
+}
+
+func (e *MissingPluginError) Error() string {
+	return fmt.Sprintf("network %q needs VPP's %s API, which VPP on %s lacks: load its plugin (startup.conf plugins section)", e.Network, e.Group, e.Socket)
+}
+
+// needs checks that VPP has the optional APIs the network uses.
+func (m *Manager) needs(n *Network) error {
+	want := []string{}
+	if n.Kind == KindVhostUser {
+		want = append(want, "vhost_user")
+	}
+	if n.Uplink != nil && n.Uplink.Kind != UplinkDPDK {
+		want = append(want, n.Uplink.Kind)
+	}
+	missing := m.conn.MissingPlugins()
+	for _, g := range want {
+		for _, x := range missing {
+			if g == x {
+				return &MissingPluginError{Network: n.Name, Group: g, Socket: m.conn.Socket()}
+			}
+		}
+	}
+	return nil
 }
 
 // Del removes the recorded interface and, with the network's last pod, the

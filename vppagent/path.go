@@ -97,6 +97,10 @@ func coded(err error) error {
 	if errors.As(err, &ue) {
 		return attach.WithCode(attach.CodeTryAgainLater, err)
 	}
+	var me *MissingPluginError
+	if errors.As(err, &me) {
+		return attach.WithCode(attach.CodeInvalidConfig, err)
+	}
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +43,8 @@ type Options struct {
 	Busy bool
 	// Workers is the number of worker threads (0: main thread only).
 	Workers int
+	// Without lists plugins to leave out (e.g. "vhost_plugin.so").
+	Without []string
 }
 
 // VPP is one running test VPP.
@@ -89,13 +92,13 @@ cpu { workers {{.Workers}} }
 {{- end}}
 plugins {
   plugin default { disable }
-  plugin memif_plugin.so { enable }
-  plugin vhost_plugin.so { enable }
-  plugin af_packet_plugin.so { enable }
-  plugin ping_plugin.so { enable }
-  plugin arping_plugin.so { enable }
+{{- range .Plugins}}
+  plugin {{.}} { enable }
+{{- end}}
 }
 `
+
+var testPlugins = []string{"memif_plugin.so", "vhost_plugin.so", "af_packet_plugin.so", "ping_plugin.so", "arping_plugin.so"}
 
 // Start runs a VPP for t and stops it at cleanup; it skips t when no VPP
 // binary is installed.
@@ -117,7 +120,7 @@ func Start(t testing.TB, o Options) *VPP {
 		t.Fatalf("write startup.conf: %v", err)
 	}
 	err = template.Must(template.New("c").Parse(confTmpl)).Execute(f, map[string]any{
-		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers,
+		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers, "Plugins": plugins(o.Without),
 		"Prefix": fmt.Sprintf("tvpp%d-%d", os.Getpid(), seq.Add(1)),
 	})
 	f.Close()
@@ -135,6 +138,16 @@ func Start(t testing.TB, o Options) *VPP {
 	})
 	v.Restart()
 	return v
+}
+
+func plugins(without []string) []string {
+	var out []string
+	for _, p := range testPlugins {
+		if !slices.Contains(without, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func tail(s string, n int) string {
