@@ -1,6 +1,10 @@
 package attach
 
-import "context"
+import (
+	"context"
+
+	"github.com/telcni/telcni/api"
+)
 
 // Readier is implemented by paths that depend on a service outside the
 // agent (VPP for memif and vhostuser). Ready is nil while the path can
@@ -20,4 +24,10 @@ type Readier interface {
 // so that the agent's records stay the one truth.
 type Retainer interface {
 	Retain(ctx context.Context, recs []*Record) error
+}
+
+// NetworkReadier is a Readier that can tell networks apart (a VPP without
+// the vhost plugin serves memif networks but not vhostuser ones).
+type NetworkReadier interface {
+	ReadyFor(n *api.Network) error
 }

@@ -164,12 +164,15 @@ const tagPrefix = "telcni:"
 const maxTag = 63
 
 // Tag is the VPP interface tag "telcni:<container-id>:<ifname>". VPP tags
-// hold 63 bytes, so the container id is shortened to fit; 40 hex digits or
-// more remain for any legal interface name, which keeps tags unique.
+// hold 63 bytes, so a long container id is shortened to its head plus a
+// hash of the whole id (8 hex digits): ids that share a long prefix still
+// get distinct tags, and the head stays readable in VPP's CLI.
 func (p *PodInterface) Tag() string {
 	cid := p.ContainerID
 	if room := maxTag - len(tagPrefix) - 1 - len(p.IfName); len(cid) > room {
-		cid = cid[:max(room, 0)]
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(cid))
+		cid = cid[:max(room-8, 0)] + fmt.Sprintf("%08x", h.Sum32())
 	}
 	return tagPrefix + cid + ":" + p.IfName
 }

@@ -8,11 +8,16 @@ import (
 func TestTagFitsVPPAndStaysUnique(t *testing.T) {
 	a := PodInterface{ContainerID: cidA, IfName: "averylongifname"}
 	b := PodInterface{ContainerID: cidB, IfName: "averylongifname"}
-	if len(a.Tag()) > maxTag || !strings.HasPrefix(a.Tag(), "telcni:"+cidA[:40]) || !strings.HasSuffix(a.Tag(), ":averylongifname") {
+	if len(a.Tag()) > maxTag || !strings.HasPrefix(a.Tag(), "telcni:"+cidA[:32]) || !strings.HasSuffix(a.Tag(), ":averylongifname") {
 		t.Errorf("tag %q (%d bytes)", a.Tag(), len(a.Tag()))
 	}
 	if a.Tag() == b.Tag() {
 		t.Error("different containers share a tag")
+	}
+	// Ids that differ only past the kept head still get distinct tags.
+	c := PodInterface{ContainerID: cidA[:60] + "ffff", IfName: "averylongifname"}
+	if c.Tag() == a.Tag() || len(c.Tag()) > maxTag {
+		t.Errorf("tags %q and %q", a.Tag(), c.Tag())
 	}
 	short := PodInterface{ContainerID: "abc", IfName: "eth1"}
 	if short.Tag() != "telcni:abc:eth1" {

@@ -16,6 +16,8 @@ var (
 	_ attach.Path     = (*Path)(nil)
 	_ attach.Readier  = (*Path)(nil)
 	_ attach.Retainer = (*Path)(nil)
+
+	_ attach.NetworkReadier = (*Path)(nil)
 )
 
 // NewPath serves the agent's VPP networks through m.
@@ -26,6 +28,16 @@ func Kinds() []api.PathKind { return []api.PathKind{api.PathMemif, api.PathVhost
 
 // Ready is nil while VPP is connected and compatible.
 func (p *Path) Ready() error { return p.m.Ready() }
+
+// ReadyFor is Ready for one network: VPP must also have the optional APIs
+// (plugins) the network uses.
+func (p *Path) ReadyFor(n *api.Network) error {
+	if err := p.m.Ready(); err != nil {
+		return err
+	}
+	vn := NetworkFromAPI(n)
+	return p.m.needs(&vn)
+}
 
 // Attach builds the pod's memif or vhost-user interface in VPP.
 func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interface, error) {

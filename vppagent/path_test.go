@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/telcni/telcni/api"
@@ -31,7 +32,7 @@ func TestPathAttachDetachCheck(t *testing.T) {
 	if di == nil || di.Type != api.DeviceInfoMemif || di.Memif == nil || di.Memif.Role != "client" || di.Memif.Mode != "ethernet" || di.Memif.Path == "" {
 		t.Fatalf("device-info %+v", di)
 	}
-	if tag := ifc.State["vppTag"]; len(tag) > maxTag || tag != "telcni:"+cidA[:52]+":fh0" {
+	if tag := ifc.State["vppTag"]; len(tag) > maxTag || !strings.HasPrefix(tag, "telcni:"+cidA[:44]) || !strings.HasSuffix(tag, ":fh0") {
 		t.Errorf("state %v", ifc.State)
 	}
 	if f.routes["0/10.4.0.9/32"] == 0 {
@@ -94,5 +95,25 @@ func TestPathRetainFollowsAgentRecords(t *testing.T) {
 	keepSpec, _ := specFromRequest(keep)
 	if len(tags) != 1 || tags[0] != keepSpec.Tag() || len(socks) != 1 {
 		t.Errorf("VPP after Retain: %v %v, want only %s", tags, socks, keepSpec.Tag())
+	}
+}
+
+func TestPathReadyForNeedsPlugins(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	m.conn.setState(f, nil, "fake", []string{"vhost_user"}, nil)
+	p := NewPath(m)
+	memifNet, _ := api.ParseNetwork([]byte(`{"name":"a","path":"memif"}`))
+	vhostNet, _ := api.ParseNetwork([]byte(`{"name":"b","path":"vhostuser"}`))
+	if err := p.ReadyFor(memifNet); err != nil {
+		t.Errorf("memif network on a VPP without vhost: %v", err)
+	}
+	var me *MissingPluginError
+	if err := p.ReadyFor(vhostNet); !errors.As(err, &me) {
+		t.Errorf("vhostuser network on a VPP without vhost: %v", err)
+	}
+	_, err := p.Attach(context.Background(), &attach.Request{ContainerID: cidA, IfName: "v0", Network: vhostNet})
+	if attach.CodeOf(err) != attach.CodeInvalidConfig {
+		t.Errorf("vhost-user ADD without the plugin: %v (code %d)", err, attach.CodeOf(err))
 	}
 }
