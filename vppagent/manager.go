@@ -518,14 +518,28 @@ func (m *Manager) createPodIf(ctx context.Context, v *vpp, rec *Record) (uint32,
 	tag := rec.Spec.Tag()
 	switch n.Kind {
 	case KindMemif:
-		if n.Memif.Socket == SocketFile {
-			if err := os.MkdirAll(filepath.Dir(rec.Socket), 0o755); err != nil {
-				return 0, fmt.Errorf("create memif socket dir: %w", err)
-			}
-		}
-		sid, err := v.memifSocketAdd(ctx, rec.Socket)
+		// A socket left registered by a half-done earlier attempt is
+		// reused: VPP refuses the same filename twice.
+		socks, err := v.memifSockets(ctx)
 		if err != nil {
 			return 0, err
+		}
+		sid := invalidIndex
+		for id, f := range socks {
+			if id != 0 && socketMatches(f, rec.Socket) {
+				sid = id
+			}
+		}
+		if sid == invalidIndex {
+			if n.Memif.Socket == SocketFile {
+				if err := os.MkdirAll(filepath.Dir(rec.Socket), 0o755); err != nil {
+					return 0, fmt.Errorf("create memif socket dir: %w", err)
+				}
+				_ = os.Remove(rec.Socket) // left by a VPP that died; blocks bind
+			}
+			if sid, err = v.memifSocketAdd(ctx, rec.Socket); err != nil {
+				return 0, err
+			}
 		}
 		idx, err := v.memifCreate(ctx, sid, 0, n.Memif)
 		if err != nil {

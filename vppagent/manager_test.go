@@ -253,3 +253,20 @@ func TestDelWhileVPPDownDropsRecord(t *testing.T) {
 }
 
 func itoa(u uint32) string { return strconv.FormatUint(uint64(u), 10) }
+
+func TestAddReusesARegisteredSocket(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/pod-a", Network: Network{Name: "fh", Kind: KindMemif}}
+	sock, _ := spec.memifSocket(m.runDir)
+	f.socks[5] = sock // left by an attempt that died after registering it
+	if _, err := m.Add(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if i := f.byTag(spec.Tag()); i == nil || i.sock != 5 {
+		t.Fatalf("memif %+v, want it on the registered socket 5", i)
+	}
+	if _, _, socks := f.ours(); len(socks) != 1 {
+		t.Errorf("sockets %v, want the one", socks)
+	}
+}
