@@ -253,3 +253,29 @@ func ifName(t testing.TB, a *testAgent, r *Record) string {
 	t.Fatalf("no interface tagged %s", r.Spec.Tag())
 	return ""
 }
+
+// A pod on a file socket (under the agent's run dir, which the pod would
+// mount) reaches a pod on an abstract socket in the same bridge domain.
+func TestVPPMemifFileSocket(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	runDir := shortTemp(t)
+	a := startAgent(t, v, recDir(t), runDir)
+	ctx := context.Background()
+	fileNet := l2Net()
+	fileNet.Memif.Socket = SocketFile
+	ra, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: newNetns(t), Network: fileNet, IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := a.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "fh0", Netns: newNetns(t), Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.2/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ra.DeviceInfo.Memif.Path, runDir+"/memif/") {
+		t.Fatalf("file socket %q not under %s", ra.DeviceInfo.Memif.Path, runDir)
+	}
+	p := startPods(t)
+	pa := p.add(ra, "02:00:00:00:00:0a")
+	pb := p.add(rb, "02:00:00:00:00:0b")
+	mustPing(t, pa, pb.ip, pb.ip, 1, 10*time.Second)
+}
