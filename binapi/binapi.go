@@ -60,6 +60,7 @@ var Groups = []Group{
 		&interfaces.SwInterfaceAddDelAddress{}, &interfaces.SwInterfaceAddDelAddressReply{},
 		&interfaces.SwInterfaceSetUnnumbered{}, &interfaces.SwInterfaceSetUnnumberedReply{},
 		&interfaces.SwInterfaceSetTable{}, &interfaces.SwInterfaceSetTableReply{},
+		&interfaces.SwInterfaceGetTable{}, &interfaces.SwInterfaceGetTableReply{},
 		&interfaces.SwInterfaceSetMtu{}, &interfaces.SwInterfaceSetMtuReply{},
 		&interfaces.CreateVlanSubif{}, &interfaces.CreateVlanSubifReply{},
 		&interfaces.DeleteSubif{}, &interfaces.DeleteSubifReply{},

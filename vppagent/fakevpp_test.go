@@ -269,8 +269,17 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		return append(out, &memclnt.ControlPingReply{})
 	case *ip.IPTableAddDel:
 		return []api.Message{&ip.IPTableAddDelReply{}}
+	case *interfaces.SwInterfaceGetTable:
+		var table uint32
+		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			table = i.table
+		}
+		return []api.Message{&interfaces.SwInterfaceGetTableReply{Retval: rv(idxOK(r.SwIfIndex)), VrfID: table}}
 	case *interfaces.SwInterfaceSetTable:
 		if i, ok := f.ifs[uint32(r.SwIfIndex)]; ok {
+			if i.unnumTo != invalidIndex || len(i.addrs) > 0 {
+				return []api.Message{&interfaces.SwInterfaceSetTableReply{Retval: int32(api.ADDRESS_FOUND_FOR_INTERFACE)}}
+			}
 			i.table = r.VrfID
 		}
 		return []api.Message{&interfaces.SwInterfaceSetTableReply{Retval: rv(idxOK(r.SwIfIndex))}}

@@ -38,6 +38,12 @@ func TestVPPMemifL3RoutesPodToPod(t *testing.T) {
 	// routes between them.
 	mustPing(t, pa, gw, pb.ip, 1, 15*time.Second)
 	mustPing(t, pb, gw, pa.ip, 2, 15*time.Second)
+	// Reconcile re-applies the configuration of existing interfaces; on a
+	// healthy L3 network that must be harmless.
+	if err := a.m.Reconcile(ctx); err != nil {
+		t.Fatalf("reconcile of a healthy L3 network: %v", err)
+	}
+	mustPing(t, pa, gw, pb.ip, 3, 15*time.Second)
 	for _, r := range []*Record{ra, rb} {
 		if err := a.m.Del(ctx, r.Spec.Key()); err != nil {
 			t.Fatal(err)

@@ -270,3 +270,37 @@ func TestAddReusesARegisteredSocket(t *testing.T) {
 		t.Errorf("sockets %v, want the one", socks)
 	}
 }
+
+func TestReconcileRepairsDrift(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	ctx := context.Background()
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/proc/1/ns/net", Network: Network{Name: "fh", Kind: KindMemif}}
+	if _, err := m.Add(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	i := f.byTag(spec.Tag())
+	f.mu.Lock()
+	i.up, i.bd = false, 0 // someone at the VPP CLI
+	f.mu.Unlock()
+	if err := m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !i.up || i.bd != spec.Network.BridgeDomain() {
+		t.Errorf("after reconcile: %+v, want up in bd %d", i, spec.Network.BridgeDomain())
+	}
+}
+
+func TestReconcileOfHealthyL3IsHarmless(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	ctx := context.Background()
+	spec := PodInterface{ContainerID: cidA, IfName: "r0", Netns: "/proc/1/ns/net", Network: Network{Name: "r", Kind: KindMemif, L3: true, Table: 3},
+		IPs: []netip.Prefix{pfx("10.5.0.5/24")}, Gateways: []netip.Addr{mustAddr("10.5.0.1")}}
+	if _, err := m.Add(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reconcile(ctx); err != nil {
+		t.Fatalf("reconcile of a healthy L3 network: %v", err)
+	}
+}

@@ -38,6 +38,11 @@ func (m *Manager) reconcile(ctx context.Context, v *vpp) error {
 		}
 		if !existed {
 			created++
+		} else if err := m.configurePod(ctx, v, st, nr); err != nil {
+			// It exists: re-apply its configuration (idempotent in VPP), so
+			// that drift (left a bridge domain, admin down, a route gone)
+			// is repaired too.
+			errs = append(errs, fmt.Errorf("%s: %w", r.Spec.Key(), err))
 		}
 		if nr.SwIfIndex != r.SwIfIndex || nr.Socket != r.Socket {
 			if err := m.store.Put(*nr); err != nil {

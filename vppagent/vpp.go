@@ -284,9 +284,19 @@ func (v *vpp) ensureTable(ctx context.Context, table uint32) error {
 	return nil
 }
 
+// setTable puts the interface in table for IPv4 and IPv6. VPP refuses to
+// move an interface that has addresses (an unnumbered one borrows them),
+// so an interface already in the table is left alone.
 func (v *vpp) setTable(ctx context.Context, idx, table uint32) error {
 	c := interfaces.NewServiceClient(v.conn)
 	for _, v6 := range []bool{false, true} {
+		r, err := c.SwInterfaceGetTable(ctx, &interfaces.SwInterfaceGetTable{SwIfIndex: interface_types.InterfaceIndex(idx), IsIPv6: v6})
+		if err != nil {
+			return fmt.Errorf("table of interface %d (ip6=%v): %w", idx, v6, err)
+		}
+		if r.VrfID == table {
+			continue
+		}
 		if _, err := c.SwInterfaceSetTable(ctx, &interfaces.SwInterfaceSetTable{SwIfIndex: interface_types.InterfaceIndex(idx), IsIPv6: v6, VrfID: table}); err != nil {
 			return fmt.Errorf("put interface %d in table %d (ip6=%v): %w", idx, table, v6, err)
 		}
