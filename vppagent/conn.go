@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -126,14 +127,45 @@ func (c *Conn) API() (api.Connection, error) {
 	return c.api, nil
 }
 
-// Stats returns the live stats connection, or nil.
+// Stats returns the live stats connection, or nil. A stats socket that
+// was missing when the API connected is tried again here, so counters
+// appear without waiting for an API reconnect.
 func (c *Conn) Stats() *core.StatsConnection {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
+	cur, ready := c.stats, c.err == nil
+	c.mu.Unlock()
+	if !ready || cur != nil {
+		return cur
+	}
+	ns := c.dialStats()
+	if ns == nil {
 		return nil
 	}
-	return c.stats
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.stats != nil { // lost the race with a state change
+		ns.Disconnect()
+		return c.stats
+	}
+	c.stats = ns
+	return ns
+}
+
+// dialStats connects to the stats socket if it exists (govpp would
+// otherwise wait seconds for it to appear).
+func (c *Conn) dialStats() *core.StatsConnection {
+	if c.cfg.StatsSocket == "" {
+		return nil
+	}
+	if _, err := os.Stat(c.cfg.StatsSocket); err != nil {
+		return nil
+	}
+	s, err := core.ConnectStats(statsclient.NewStatsClient(c.cfg.StatsSocket))
+	if err != nil {
+		c.log.Warn("VPP stats socket unavailable; counters disabled for now", "stats", c.cfg.StatsSocket, "err", err)
+		return nil
+	}
+	return s
 }
 
 // MissingPlugins lists the optional API groups (uplink drivers) the
@@ -165,7 +197,7 @@ func (c *Conn) setState(a api.Connection, s *core.StatsConnection, version strin
 func (c *Conn) Run(ctx context.Context) {
 	backoff := c.cfg.MinBackoff
 	for {
-		conn, stats, err := c.connect(ctx)
+		conn, err := c.connect(ctx)
 		if err != nil {
 			c.mu.Lock()
 			first := c.err == nil || c.err.Error() != err.Error()
@@ -184,6 +216,9 @@ func (c *Conn) Run(ctx context.Context) {
 		}
 		backoff = c.cfg.MinBackoff
 		err = c.watch(ctx, conn)
+		c.mu.Lock()
+		stats := c.stats // connected here or later by Stats()
+		c.mu.Unlock()
 		c.setState(nil, nil, "", nil, fmt.Errorf("connection lost: %w", err))
 		if stats != nil {
 			stats.Disconnect()
@@ -197,17 +232,17 @@ func (c *Conn) Run(ctx context.Context) {
 }
 
 // connect makes one attempt: API socket, CRC check, OnConnect, stats.
-func (c *Conn) connect(ctx context.Context) (*core.Connection, *core.StatsConnection, error) {
+func (c *Conn) connect(ctx context.Context) (*core.Connection, error) {
 	ad := socketclient.NewVppClient(c.cfg.APISocket)
 	ad.SetClientName("telcni-agent")
 	ad.SetConnectTimeout(2 * time.Second)
 	conn, err := core.Connect(ad)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	fail := func(err error) (*core.Connection, *core.StatsConnection, error) {
+	fail := func(err error) (*core.Connection, error) {
 		conn.Disconnect()
-		return nil, nil, err
+		return nil, err
 	}
 	ch, err := conn.NewAPIChannel()
 	if err != nil {
@@ -227,18 +262,11 @@ func (c *Conn) connect(ctx context.Context) (*core.Connection, *core.StatsConnec
 			return fail(fmt.Errorf("reconcile after connect: %w", err))
 		}
 	}
-	var stats *core.StatsConnection
-	if c.cfg.StatsSocket != "" {
-		stats, err = core.ConnectStats(statsclient.NewStatsClient(c.cfg.StatsSocket))
-		if err != nil {
-			// Counters are not worth refusing pods for; report and go on.
-			c.log.Warn("VPP stats socket unavailable; counters disabled", "stats", c.cfg.StatsSocket, "err", err)
-			stats = nil
-		}
-	}
+	// Counters are not worth refusing pods for: without stats, go on.
+	stats := c.dialStats()
 	c.log.Info("connected to VPP", "version", version, "missingPlugins", rep.Missing)
 	c.setState(conn, stats, version, rep.Missing, nil)
-	return conn, stats, nil
+	return conn, nil
 }
 
 // watch pings VPP until it stops answering or ctx is done.

@@ -179,6 +179,12 @@ func TestVPPRestartReconciles(t *testing.T) {
 	if pa.connects.Load() < 2 {
 		t.Errorf("pod A connected %d times, want a reconnect after the VPP restart", pa.connects.Load())
 	}
+	// Counters come from the new VPP's stats segment, at the re-created
+	// interfaces' indices.
+	cs, err := a.m.PodCounters()
+	if err != nil || len(cs) != 2 || cs[0].RxPackets == 0 {
+		t.Errorf("counters after the VPP restart: %+v %v", cs, err)
+	}
 }
 
 func TestVPPAgentRestartKeepsOwnedRemovesOrphans(t *testing.T) {
