@@ -206,7 +206,17 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 	case *l2.BridgeDomainDump:
 		var out []api.Message
 		for id, tag := range f.bds {
-			out = append(out, &l2.BridgeDomainDetails{BdID: id, BdTag: tag})
+			if r.BdID != invalidIndex && r.BdID != id {
+				continue
+			}
+			d := &l2.BridgeDomainDetails{BdID: id, BdTag: tag}
+			for idx, i := range f.ifs {
+				if i.bd == id {
+					d.SwIfDetails = append(d.SwIfDetails, l2.BridgeDomainSwIf{SwIfIndex: interface_types.InterfaceIndex(idx)})
+				}
+			}
+			d.NSwIfs = uint32(len(d.SwIfDetails))
+			out = append(out, d)
 		}
 		return append(out, &memclnt.ControlPingReply{})
 	case *l2.SwInterfaceSetL2Bridge:

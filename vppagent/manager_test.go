@@ -304,3 +304,28 @@ func TestReconcileOfHealthyL3IsHarmless(t *testing.T) {
 		t.Fatalf("reconcile of a healthy L3 network: %v", err)
 	}
 }
+
+func TestOwnedUplinkLeavesBridgeDomain(t *testing.T) {
+	f := newFakeVPP()
+	f.mu.Lock()
+	vf, _ := f.newIf("vf0") // VPP owns it from startup.conf
+	f.mu.Unlock()
+	m := fakeManager(f, t.TempDir())
+	ctx := context.Background()
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/proc/1/ns/net", Network: Network{Name: "fh", Kind: KindMemif, Uplink: &Uplink{Kind: UplinkDPDK, Name: "vf0"}}}
+	if _, err := m.Add(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if f.ifs[vf].bd != spec.Network.BridgeDomain() || f.ifs[vf].tag != "" {
+		t.Fatalf("owned uplink %+v: want in the bridge domain and untagged", f.ifs[vf])
+	}
+	if err := m.Del(ctx, spec.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if i, ok := f.ifs[vf]; !ok || i.bd != 0 {
+		t.Errorf("owned uplink after the last DEL: %+v (present %v), want kept and out of the bridge domain", i, ok)
+	}
+	if _, bds, _ := f.ours(); len(bds) != 0 {
+		t.Errorf("bridge domains left: %v", bds)
+	}
+}

@@ -114,6 +114,19 @@ func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
 	for id, tag := range bds {
 		if isOurs(tag) && !wantBD[id] {
 			m.log.Info("removing unowned bridge domain", "bd", id, "tag", tag)
+			// Interfaces telcni does not own (an uplink from startup.conf)
+			// leave the bridge domain first; VPP refuses to delete it
+			// with members.
+			members, err := v.bdMembers(ctx, id)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, idx := range members {
+				if err := v.setBridge(ctx, idx, id, false); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			if err := v.bridgeDomainDel(ctx, id); err != nil {
 				errs = append(errs, err)
 			}

@@ -173,3 +173,49 @@ func vlanOf(frame, oob []byte) (int, bool) {
 	}
 	return 0, false
 }
+
+// An uplink VPP already owns (kind dpdk: a VF from startup.conf; here an
+// af_packet interface made at the VPP CLI stands in) is used, never
+// deleted; the VLAN sub-interface telcni puts on it is.
+func TestVPPOwnedUplinkIsKept(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	up, _, _ := uplinkVeth(t)
+	v.MustCLI("create host-interface name " + up)
+	a := startAgent(t, v, recDir(t), shortTemp(t))
+	ctx := context.Background()
+	n := Network{Name: "owned", Kind: KindMemif, VLAN: 300, Uplink: &Uplink{Kind: UplinkDPDK, Name: "host-" + up}}
+	rec, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "o0", Netns: newNetns(t), Network: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Contains("show interface", "host-"+up+".300") {
+		t.Fatalf("no dot1q 300 sub-interface on host-%s:\n%s", up, v.MustCLI("show interface"))
+	}
+	if err := a.m.Del(ctx, rec.Spec.Key()); err != nil {
+		t.Fatal(err)
+	}
+	out := v.MustCLI("show interface")
+	if strings.Contains(out, "host-"+up+".300") || !strings.Contains(out, "host-"+up) {
+		t.Errorf("after DEL want the sub-interface gone and the owned uplink kept:\n%s", out)
+	}
+	// Untagged: the owned uplink itself joins the bridge domain, and leaves
+	// it (but stays in VPP) with the network's last pod.
+	n = Network{Name: "owned-flat", Kind: KindMemif, Uplink: &Uplink{Kind: UplinkDPDK, Name: "host-" + up}}
+	rec, err = a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "o1", Netns: newNetns(t), Network: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.m.Del(ctx, rec.Spec.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if ifs, bds := telcniObjects(t, a); len(ifs)+len(bds) != 0 {
+		t.Errorf("after DEL on an owned untagged uplink: %v %v", ifs, bds)
+	}
+	if out := v.MustCLI("show interface host-" + up + " addr"); strings.Contains(out, "L2 bridge") {
+		t.Errorf("owned uplink still in a bridge domain:\n%s", out)
+	}
+	if _, err := a.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "o0", Netns: newNetns(t),
+		Network: Network{Name: "nouplink", Kind: KindMemif, Uplink: &Uplink{Kind: UplinkDPDK, Name: "nosuch0"}}}); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("ADD with an uplink VPP does not have: %v", err)
+	}
+}

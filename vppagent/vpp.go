@@ -198,6 +198,28 @@ func (v *vpp) bridgeDomains(ctx context.Context) (map[uint32]string, error) {
 	}
 }
 
+// bdMembers lists the interfaces in bridge domain id.
+func (v *vpp) bdMembers(ctx context.Context, id uint32) ([]uint32, error) {
+	c := l2.NewServiceClient(v.conn)
+	s, err := c.BridgeDomainDump(ctx, &l2.BridgeDomainDump{BdID: id, SwIfIndex: interface_types.InterfaceIndex(invalidIndex)})
+	if err != nil {
+		return nil, fmt.Errorf("dump bridge domain %d: %w", id, err)
+	}
+	var out []uint32
+	for {
+		d, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dump bridge domain %d: %w", id, err)
+		}
+		for _, m := range d.SwIfDetails {
+			out = append(out, uint32(m.SwIfIndex))
+		}
+	}
+}
+
 func (v *vpp) bridgeDomainAdd(ctx context.Context, id uint32, tag string) error {
 	c := l2.NewServiceClient(v.conn)
 	_, err := c.BridgeDomainAddDelV2(ctx, &l2.BridgeDomainAddDelV2{BdID: id, IsAdd: true, Flood: true, UuFlood: true, Forward: true, Learn: true, BdTag: tag})
