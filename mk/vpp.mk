@@ -17,7 +17,7 @@ deps-vpp:
 # Runs every TestVPP* integration test (each starts its own VPP with a
 # private runtime dir, no DPDK, no hugepages).
 test-vpp:
-	VPP_BIN="$(VPP_BIN)" $(GO) test -count=1 -timeout 15m -run 'TestVPP' -v ./vppagent/ ./agent/
+	VPP_BIN="$(VPP_BIN)" $(GO) test -count=1 -timeout 15m -run 'TestVPP' -v ./vppagent/ ./agent/ ./e2e/
 
 # pod -> VPP -> pod Mpps over memif (L2 and L3, 64 B and 1500 B) next to a
 # direct memif pair in the same run.
