@@ -2,7 +2,9 @@ package kernelguest
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -61,4 +63,17 @@ func Handle(t testing.TB, ns netns.NsHandle) *netlink.Handle {
 	}
 	t.Cleanup(h.Close)
 	return h
+}
+
+// Sysctl writes value to the sysctl key (dotted, e.g. "net.sctp.hb_interval") of
+// network namespace ns: /proc/sys/net shows the namespace of the thread that
+// opens it, so the write happens on a thread inside ns.
+func Sysctl(ns netns.NsHandle, key, value string) error {
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	return Do(ns, func() error {
+		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+		}
+		return nil
+	})
 }
