@@ -1,6 +1,7 @@
 package kernelguest
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ type PF struct {
 // sysClassNet is where netdevs are listed; a variable so the host tests can point
 // it at a fake tree.
 var sysClassNet = "/sys/class/net"
+
+const sysBusPCI = "/sys/bus/pci"
 
 // sriovMu serialises the tests of one binary that use the PF: there is one igb.
 var sriovMu sync.Mutex
@@ -95,6 +98,59 @@ func SetNumVFs(t testing.TB, pf PF, n int) {
 			t.Error(err)
 		}
 	})
+}
+
+// SetAutoprobe sets whether the kernel binds a driver to new VFs at once
+// (sriov_drivers_autoprobe), restoring the old value when the test ends. Tests
+// that configure a VF through the PF before its driver sees it turn it off and
+// call BindVF afterwards: igbvf reads its MAC only when it probes or resets.
+func SetAutoprobe(t testing.TB, pf PF, on bool) {
+	t.Helper()
+	path := filepath.Join(sysClassNet, pf.Name, "device", "sriov_drivers_autoprobe")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+		t.Fatalf("write %s to %s: %v", v, path, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, bytes.TrimSpace(old), 0o644); err != nil {
+			t.Errorf("restore %s: %v", path, err)
+		}
+	})
+}
+
+// VFPCIAddr returns the PCI address of VF number vf of pf.
+func VFPCIAddr(pf PF, vf int) (string, error) {
+	link := filepath.Join(sysClassNet, pf.Name, "device", fmt.Sprintf("virtfn%d", vf))
+	p, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return "", fmt.Errorf("VF %d of %s: %w", vf, pf.Name, err)
+	}
+	return filepath.Base(p), nil
+}
+
+// BindVF binds VF number vf of pf to driver (e.g. "igbvf" or "vfio-pci") through
+// driver_override and drivers_probe: with autoprobe off, the kernel probes a VF
+// only for the driver its driver_override names.
+func BindVF(pf PF, vf int, driver string) error {
+	addr, err := VFPCIAddr(pf, vf)
+	if err != nil {
+		return err
+	}
+	override := filepath.Join(sysBusPCI, "devices", addr, "driver_override")
+	if err := os.WriteFile(override, []byte(driver), 0o644); err != nil {
+		return fmt.Errorf("set driver_override of VF %d (%s) to %s: %w", vf, addr, driver, err)
+	}
+	if err := os.WriteFile(filepath.Join(sysBusPCI, "drivers_probe"), []byte(addr), 0o200); err != nil {
+		return fmt.Errorf("probe %s for VF %d (%s): %w", driver, vf, addr, err)
+	}
+	return nil
 }
 
 // VFNetdev waits up to timeout for VF number vf of pf to have a netdev (its
