@@ -17,3 +17,10 @@ deps-kernelguest:
 
 test-kernel:
 	RUN='$(RUN)' ./scripts/kernelguest/run.sh $(PKGS)
+
+# Proves that failing, panicking and hanging guest tests and a crashing guest
+# kernel each fail the harness (four short boots).
+.PHONY: test-kernel-selftest
+TEST_TARGETS += test-kernel-selftest
+test-kernel-selftest:
+	./scripts/kernelguest/selftest.sh

@@ -102,7 +102,8 @@ if [[ -z "$result" ]]; then
 	log "kernel console (last 60 lines of $work/console.log):"
 	tail -n 60 "$work/console.log" >&2 || true
 	KG_KEEP=1
-	echo "kernelguest: $counts"
+	# The guest's death is a failure of its own, on top of what it had counted.
+	awk '/^--- PASS/ {p++} /^--- FAIL/ {f++} /^--- SKIP/ {s++} END {printf "kernelguest: %d passed, %d failed, %d skipped\n", p, f + 1, s}' "$work/guest.log"
 	exit 1
 fi
 log "guest finished in $(since)s (qemu exit status $qrc)"
