@@ -27,10 +27,12 @@ echo "TELCNI-GUEST: booted $(uname -r) in $(cut -d' ' -f1 /proc/uptime)s"
 hostname telcni-guest
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
 status=0
-while read -r name params; do
+# etc/kg-modules lists module files in dependency order (build-base.sh made it).
+mods="/lib/modules/$(uname -r)"
+while read -r path params; do
 	# shellcheck disable=SC2086 # params are separate words
-	if ! modprobe "$name" $params; then
-		echo "TELCNI-GUEST: modprobe $name $params failed"
+	if ! insmod "$mods/$path" $params; then
+		echo "TELCNI-GUEST: insmod $path $params failed"
 		status=1
 	fi
 done </etc/kg-modules
