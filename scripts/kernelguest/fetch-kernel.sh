@@ -57,12 +57,12 @@ echo "kver=$kver" >>"$dir.tmp/VERSION"
 # bzImage and decompress from there until the result is an ELF file.
 try() { # magic (PCRE bytes), decompress command
 	local off
-	for off in $(LC_ALL=C grep -obUaP "$1" "$vmlinuz" | cut -d: -f1); do
+	while read -r off; do
 		tail -c "+$((off + 1))" "$vmlinuz" | $2 >"$dir.tmp/vmlinux" 2>/dev/null || true
 		if [[ "$(head -c 4 "$dir.tmp/vmlinux" | od -An -c | tr -d ' ')" == '177ELF' ]]; then
 			return 0
 		fi
-	done
+	done < <(LC_ALL=C grep -obUaP "$1" "$vmlinuz" | cut -d: -f1)
 	return 1
 }
 try '\xfd7zXZ\x00' 'xz -dc' || try '\x28\xb5\x2f\xfd' 'zstd -dcq' || try '\x1f\x8b\x08' 'gzip -dc' || {

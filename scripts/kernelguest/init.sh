@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # PID 1 of the kernel guest. Mounts the basics, loads the harness modules, runs every
 # test binary the host packed under /kg, and reports on the second serial port (the
 # first carries the kernel console to a file on the host). The host decides pass or
@@ -42,6 +43,7 @@ echo "TELCNI-GUEST: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
 export TELCNI_GUEST=1
 [ -f /kg/sriov ] && export TELCNI_GUEST_SRIOV=1
 if [ -f /kg/env ]; then
+	# shellcheck disable=SC2163 # kv is NAME=VALUE: exporting it is the point
 	while IFS= read -r kv; do [ -n "$kv" ] && export "$kv"; done </kg/env
 fi
 run="$(cat /kg/run 2>/dev/null)"

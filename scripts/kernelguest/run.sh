@@ -83,6 +83,7 @@ args=(-M q35 -accel tcg -cpu max -smp "${KG_SMP:-2}" -m "${KG_MEM:-1G}"
 	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on"
 	-serial "file:$work/console.log" -serial stdio)
 if ((sriov)); then
+	# shellcheck disable=SC2054 # commas separate QEMU device properties
 	args+=(-device pcie-root-port,id=kgrp1,chassis=1,slot=1 -device igb,bus=kgrp1)
 fi
 set +e
