@@ -23,9 +23,15 @@ fi
 
 # linux-image-amd64 from bookworm (not backports, which carries newer kernels)
 # names the versioned image package, e.g. linux-image-6.1.0-56-amd64.
-meta_ver="$(apt-cache policy linux-image-amd64 | awk '/Candidate:/ {print $2}')"
+candidate() { apt-cache policy linux-image-amd64 | awk '/Candidate:/ {print $2}'; }
+meta_ver="$(candidate)"
 if [[ -z "$meta_ver" || "$meta_ver" == "(none)" ]]; then
-	log "no linux-image-amd64 candidate: run apt-get update"
+	log "apt knows no linux-image-amd64: apt-get update"
+	apt-get update -qq
+	meta_ver="$(candidate)"
+fi
+if [[ -z "$meta_ver" || "$meta_ver" == "(none)" ]]; then
+	log "no linux-image-amd64 candidate even after apt-get update"
 	exit 1
 fi
 pkg="$(apt-cache show "linux-image-amd64=$meta_ver" | sed -n 's/^Depends: *\(linux-image-[^ ,]*\).*/\1/p' | head -1)"
@@ -39,7 +45,11 @@ rm -rf "$dir.tmp"
 mkdir -p "$dir.tmp"
 log "downloading $pkg=$ver"
 # Downloading as root into a root-owned dir: apt's _apt sandbox user could not write there.
-(cd "$dir.tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver")
+if ! (cd "$dir.tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver"); then
+	log "download failed; the package lists may be stale: apt-get update and retry once"
+	apt-get update -qq
+	exec "$0" "$@"
+fi
 deb="$(ls "$dir.tmp"/*.deb)"
 got_sha="$(sha256sum "$deb" | awk '{print $1}')"
 if [[ -n "$want_sha" && "$got_sha" != "$want_sha" ]]; then
