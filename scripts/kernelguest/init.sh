@@ -30,7 +30,7 @@ echo /sbin/modprobe >/proc/sys/kernel/modprobe
 status=0
 # etc/kg-modules lists module files in dependency order (build-base.sh made it).
 mods="/lib/modules/$(uname -r)"
-while read -r path params; do
+[ -f /kg/no-modules ] || while read -r path params; do
 	# shellcheck disable=SC2086 # params are separate words
 	if ! insmod "$mods/$path" $params; then
 		echo "TELCNI-GUEST: insmod $path $params failed"

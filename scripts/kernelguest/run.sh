@@ -9,6 +9,8 @@
 #   KG_TEST_TIMEOUT=dur  -test.timeout per package in the guest (default 5m)
 #   KG_GUEST_ENV="K=V…"  extra environment for the guest tests
 #   KG_SRIOV=0           boot without the emulated igb SR-IOV NIC
+#   KG_NO_MODULES=1      load no kernel modules at boot (faster; for harness self-tests)
+#   KG_CPU, KG_SMP, KG_MEM  QEMU -cpu (max), -smp (2), -m (1G)
 #   KG_KEEP=1            keep the work dir (initramfs, serial logs) and print it
 # Exit status: 0 only if the guest booted, ran every package, and all passed.
 set -euo pipefail
@@ -71,13 +73,14 @@ printf '%s' "${KG_TEST_TIMEOUT:-5m}" >"$stage/kg/timeout"
 : >"$stage/kg/env"
 for kv in ${KG_GUEST_ENV:-}; do echo "$kv" >>"$stage/kg/env"; done
 ((sriov)) && touch "$stage/kg/sriov"
+[[ "${KG_NO_MODULES:-0}" == 1 ]] && touch "$stage/kg/no-modules"
 # The kernel unpacks concatenated cpio archives in order: base, then this run's files.
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$work/run.cpio"
 cat "$base" "$work/run.cpio" >"$work/initrd.cpio"
 log "$n package(s) built, initramfs $(du -h "$work/initrd.cpio" | cut -f1), booting $(sed -n 's/^kver=//p' "$kdir/VERSION") at $(since)s"
 
 # No link to the outside: -nic none and -nodefaults; the igb NIC has no host backend.
-args=(-M q35 -accel tcg -cpu max -smp "${KG_SMP:-2}" -m "${KG_MEM:-1G}"
+args=(-M q35 -accel tcg -cpu "${KG_CPU:-max}" -smp "${KG_SMP:-2}" -m "${KG_MEM:-1G}"
 	-nodefaults -display none -no-reboot -nic none
 	-kernel "$kdir/vmlinux" -initrd "$work/initrd.cpio"
 	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on"
