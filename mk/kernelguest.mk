@@ -18,8 +18,8 @@ deps-kernelguest:
 test-kernel:
 	RUN='$(RUN)' ./scripts/kernelguest/run.sh $(PKGS)
 
-# Proves that failing, panicking and hanging guest tests and a crashing guest
-# kernel each fail the harness (four short boots).
+# Proves that failing, panicking and hanging guest tests, a guest past its
+# timeout and a crashing guest kernel each fail the harness (five short boots).
 .PHONY: test-kernel-selftest
 TEST_TARGETS += test-kernel-selftest
 test-kernel-selftest:

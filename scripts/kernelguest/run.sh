@@ -11,7 +11,8 @@
 #   KG_SRIOV=0           boot without the emulated igb SR-IOV NIC
 #   KG_NO_MODULES=1      load no kernel modules at boot (faster; for harness self-tests)
 #   KG_CPU, KG_SMP, KG_MEM  QEMU -cpu (max), -smp (2), -m (1G)
-#   KG_KEEP=1            keep the work dir (initramfs, serial logs) and print it
+#   KG_KEEP=1            keep the work dir (initramfs, serial logs) and print it;
+#                        kept by default when the guest dies, unless KG_KEEP=0
 # Exit status: 0 only if the guest booted, ran every package, and all passed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -105,7 +106,8 @@ if [[ -z "$result" ]]; then
 	fi
 	log "kernel console (last 60 lines of $work/console.log):"
 	tail -n 60 "$work/console.log" >&2 || true
-	KG_KEEP=1
+	# Keep the logs of a guest that died, unless told not to (KG_KEEP=0).
+	KG_KEEP="${KG_KEEP:-1}"
 	# The guest's death is a failure of its own, on top of what it had counted.
 	awk '/^--- PASS/ {p++} /^--- FAIL/ {f++} /^--- SKIP/ {s++} END {printf "kernelguest: %d passed, %d failed, %d skipped\n", p, f + 1, s}' "$work/guest.log"
 	exit 1
