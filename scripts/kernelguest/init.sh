@@ -3,7 +3,8 @@
 # PID 1 of the kernel guest. Mounts the basics, loads the harness modules, runs every
 # test binary the host packed under /kg, and reports on the second serial port (the
 # first carries the kernel console to a file on the host). The host decides pass or
-# fail from the TELCNI-GUEST-EXIT line; if it never comes, the run fails.
+# fail from the TELCNI-GUEST-EXIT line, which carries the run's nonce; if it never
+# comes, the run fails.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc
@@ -79,6 +80,6 @@ if [ "$status" -ne 0 ]; then
 	dmesg | tail -n 30
 fi
 echo "TELCNI-GUEST-PACKAGES: $passed passed, $failed failed"
-echo "TELCNI-GUEST-EXIT: $status"
+echo "TELCNI-GUEST-EXIT $(cat /kg/nonce): $status"
 sync
 poweroff -f

@@ -69,6 +69,9 @@ if ((n == 0)); then
 	log "no package in ${pkgs[*]} has tests that import $kg"
 	exit 1
 fi
+# The result line carries a per-run nonce, so no test output can fake it.
+nonce="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+printf '%s' "$nonce" >"$stage/kg/nonce"
 printf '%s' "${RUN:-}" >"$stage/kg/run"
 printf '%s' "${KG_TEST_TIMEOUT:-5m}" >"$stage/kg/timeout"
 : >"$stage/kg/env"
@@ -96,8 +99,13 @@ rcs=("${PIPESTATUS[@]}")
 set -e
 qrc="${rcs[0]}"
 
-result="$(sed -n 's/^TELCNI-GUEST-EXIT: \([0-9]*\)$/\1/p' "$work/guest.log" | tail -1)"
-counts="$(awk '/^--- PASS/ {p++} /^--- FAIL/ {f++} /^--- SKIP/ {s++} END {printf "%d passed, %d failed, %d skipped", p, f, s}' "$work/guest.log")"
+result="$(sed -n "s/^TELCNI-GUEST-EXIT $nonce: \([0-9]*\)\$/\1/p" "$work/guest.log" | tail -1)"
+# Top-level test results. A guest that failed without a "--- FAIL" line (a test
+# timeout, a failed module load, a dead guest) still counts one failure.
+counts() {
+	awk -v bad="$1" '/^--- PASS/ {p++} /^--- FAIL/ {f++} /^--- SKIP/ {s++}
+		END {if (bad && f == 0) f = 1; printf "kernelguest: %d passed, %d failed, %d skipped\n", p, f, s}' "$work/guest.log"
+}
 if [[ -z "$result" ]]; then
 	if [[ "$qrc" == 124 || "$qrc" == 137 ]]; then
 		log "FAIL: the guest did not finish within ${timeout_s}s (KG_TIMEOUT); killed"
@@ -108,13 +116,13 @@ if [[ -z "$result" ]]; then
 	tail -n 60 "$work/console.log" >&2 || true
 	# Keep the logs of a guest that died, unless told not to (KG_KEEP=0).
 	KG_KEEP="${KG_KEEP:-1}"
-	# The guest's death is a failure of its own, on top of what it had counted.
-	awk '/^--- PASS/ {p++} /^--- FAIL/ {f++} /^--- SKIP/ {s++} END {printf "kernelguest: %d passed, %d failed, %d skipped\n", p, f + 1, s}' "$work/guest.log"
+	counts 1
 	exit 1
 fi
 log "guest finished in $(since)s (qemu exit status $qrc)"
-echo "kernelguest: $counts"
 if [[ "$result" != 0 ]]; then
+	counts 1
 	log "FAIL: guest tests failed (exit status $result)"
 	exit 1
 fi
+counts 0
