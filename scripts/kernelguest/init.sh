@@ -82,4 +82,6 @@ fi
 echo "TELCNI-GUEST-PACKAGES: $passed passed, $failed failed"
 echo "TELCNI-GUEST-EXIT $(cat /kg/nonce): $status"
 sync
+# Give the UART time to drain the last lines before the machine stops.
+sleep 0.2
 poweroff -f
