@@ -11,6 +11,7 @@
 #   KG_SRIOV=0           boot without the emulated igb SR-IOV NIC
 #   KG_NO_MODULES=1      load no kernel modules at boot (faster; for harness self-tests)
 #   KG_CPU, KG_SMP, KG_MEM  QEMU -cpu (max), -smp (2), -m (1G)
+#   KG_APPEND            extra kernel command line
 #   KG_KEEP=1            keep the work dir (initramfs, serial logs) and print it;
 #                        kept by default when the guest dies, unless KG_KEEP=0
 # Exit status: 0 only if the guest booted, ran every package, and all passed.
@@ -87,7 +88,7 @@ log "$n package(s) built, initramfs $(du -h "$work/initrd.cpio" | cut -f1), boot
 args=(-M q35 -accel tcg -cpu "${KG_CPU:-max}" -smp "${KG_SMP:-2}" -m "${KG_MEM:-1G}"
 	-nodefaults -display none -no-reboot -nic none
 	-kernel "$kdir/vmlinux" -initrd "$work/initrd.cpio"
-	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on"
+	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on ${KG_APPEND:-}"
 	-serial "file:$work/console.log" -serial stdio)
 if ((sriov)); then
 	# shellcheck disable=SC2054 # commas separate QEMU device properties
