@@ -21,17 +21,18 @@ if [[ -f "$cache/current" ]]; then
 	fi
 fi
 
-# linux-image-amd64 from bookworm (not backports, which carries newer kernels)
-# names the versioned image package, e.g. linux-image-6.1.0-56-amd64.
-candidate() { apt-cache policy linux-image-amd64 | awk '/Candidate:/ {print $2}'; }
+# The newest 6.1 linux-image-amd64 (bookworm or bookworm-security; backports
+# carries newer kernels, whatever the pinning) names the versioned image package,
+# e.g. linux-image-6.1.0-56-amd64.
+candidate() { apt-cache madison linux-image-amd64 | awk -F' *[|] *' '$2 ~ /^6[.]1[.]/ {print $2; exit}'; }
 meta_ver="$(candidate)"
-if [[ -z "$meta_ver" || "$meta_ver" == "(none)" ]]; then
-	log "apt knows no linux-image-amd64: apt-get update"
+if [[ -z "$meta_ver" ]]; then
+	log "apt knows no 6.1 linux-image-amd64: apt-get update"
 	apt-get update -qq
 	meta_ver="$(candidate)"
 fi
-if [[ -z "$meta_ver" || "$meta_ver" == "(none)" ]]; then
-	log "no linux-image-amd64 candidate even after apt-get update"
+if [[ -z "$meta_ver" ]]; then
+	log "no 6.1 linux-image-amd64 even after apt-get update"
 	exit 1
 fi
 pkg="$(apt-cache show "linux-image-amd64=$meta_ver" | sed -n 's/^Depends: *\(linux-image-[^ ,]*\).*/\1/p' | head -1)"
