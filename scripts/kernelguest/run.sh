@@ -12,6 +12,7 @@
 #   KG_NO_MODULES=1      load no kernel modules at boot (faster; for harness self-tests)
 #   KG_CPU, KG_SMP, KG_MEM  QEMU -cpu (max), -smp (2), -m (1G)
 #   KG_APPEND            extra kernel command line
+#   KG_IOMMU=0           boot without the emulated VT-d (vfio-pci then cannot bind)
 #   KG_KEEP=1            keep the work dir (initramfs, serial logs) and print it;
 #                        kept by default when the guest dies, unless KG_KEEP=0
 # Exit status: 0 only if the guest booted, ran every package, and all passed.
@@ -85,15 +86,22 @@ cat "$base" "$work/run.cpio" >"$work/initrd.cpio"
 log "$n package(s) built, initramfs $(du -h "$work/initrd.cpio" | cut -f1), booting $(sed -n 's/^kver=//p' "$kdir/VERSION") at $(since)s"
 
 # No link to the outside: -nic none and -nodefaults; the igb NIC has no host backend.
+cmdline="console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on"
 args=(-M q35 -accel tcg -cpu "${KG_CPU:-max}" -smp "${KG_SMP:-2}" -m "${KG_MEM:-1G}"
 	-nodefaults -display none -no-reboot -nic none
 	-kernel "$kdir/vmlinux" -initrd "$work/initrd.cpio"
-	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic random.trust_cpu=on ${KG_APPEND:-}"
 	-serial "file:$work/console.log" -serial stdio)
+if [[ "${KG_IOMMU:-1}" == 1 ]]; then
+	# An emulated VT-d, so that vfio-pci can take a VF (the DPDK path); in
+	# passthrough mode, so that the kernel's own drivers pay no translation cost.
+	args+=(-device intel-iommu)
+	cmdline+=" intel_iommu=on iommu=pt"
+fi
 if ((sriov)); then
 	# shellcheck disable=SC2054 # commas separate QEMU device properties
 	args+=(-device pcie-root-port,id=kgrp1,chassis=1,slot=1 -device igb,bus=kgrp1)
 fi
+args+=(-append "$cmdline ${KG_APPEND:-}")
 set +e
 timeout --kill-after=5 "$timeout_s" "$qemu" "${args[@]}" </dev/null | sed -u 's/\r$//' | tee "$work/guest.log"
 rcs=("${PIPESTATUS[@]}")
