@@ -49,6 +49,7 @@ if [ -f /kg/env ]; then
 fi
 run="$(cat /kg/run 2>/dev/null)"
 timeout="$(cat /kg/timeout 2>/dev/null)"
+flags="$(cat /kg/flags 2>/dev/null)"
 passed=0
 failed=0
 while read -r name pkg rel; do
@@ -56,10 +57,11 @@ while read -r name pkg rel; do
 	mkdir -p "/kg/src/$rel"
 	cd "/kg/src/$rel" || exit 1
 	t0=$(uptime_cs)
+	# shellcheck disable=SC2086 # flags are separate words
 	if [ -n "$run" ]; then
-		"/kg/tests/$name.test" -test.v -test.timeout="${timeout:-10m}" -test.run "$run"
+		"/kg/tests/$name.test" -test.v -test.timeout="${timeout:-10m}" $flags -test.run "$run"
 	else
-		"/kg/tests/$name.test" -test.v -test.timeout="${timeout:-10m}"
+		"/kg/tests/$name.test" -test.v -test.timeout="${timeout:-10m}" $flags
 	fi
 	rc=$?
 	t1=$(uptime_cs)

@@ -7,6 +7,8 @@
 #   RUN=regex            passed to the guest test binaries as -test.run
 #   KG_TIMEOUT=seconds   whole guest wall time before it is killed (default 600)
 #   KG_TEST_TIMEOUT=dur  -test.timeout per package in the guest (default 5m)
+#   KG_TEST_FLAGS="…"    extra flags for the guest test binaries, e.g.
+#                        "-test.bench=. -test.run=^$" to run benchmarks in the guest
 #   KG_GUEST_ENV="K=V…"  extra environment for the guest tests
 #   KG_SRIOV=0           boot without the emulated igb SR-IOV NIC
 #   KG_NO_MODULES=1      load no kernel modules at boot (faster; for harness self-tests)
@@ -75,6 +77,7 @@ fi
 nonce="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 printf '%s' "$nonce" >"$stage/kg/nonce"
 printf '%s' "${RUN:-}" >"$stage/kg/run"
+printf '%s' "${KG_TEST_FLAGS:-}" >"$stage/kg/flags"
 printf '%s' "${KG_TEST_TIMEOUT:-5m}" >"$stage/kg/timeout"
 : >"$stage/kg/env"
 for kv in ${KG_GUEST_ENV:-}; do echo "$kv" >>"$stage/kg/env"; done
