@@ -13,3 +13,8 @@ bench-kernel: deps-kernelguest
 	@mkdir -p $(CNIBENCH_BIN)
 	CGO_ENABLED=0 $(GO) build -o $(CNIBENCH_BIN)/ ./cmd/telcni $(REF_PLUGINS)
 	KG_TEST_TIMEOUT=20m KG_TIMEOUT=1500 KG_GUEST_ENV="TELCNI_BENCH=1 TELCNI_BENCH_ITERS=$(BENCH_ITERS)" RUN=TestGuestCNIBenchmark ./scripts/kernelguest/run.sh ./perf/cnibench
+
+# The demo's guest half: ipvlan and VLAN networks (not in this host kernel).
+.PHONY: demo-guest
+demo-guest: deps-kernelguest
+	KG_GUEST_ENV="" RUN=TestGuestDemo ./scripts/kernelguest/run.sh ./e2e/guestdemo
