@@ -62,7 +62,7 @@ func TestGuestIPVLANModes(t *testing.T) {
 			if ias[0].MAC != master.Attrs().HardwareAddr.String() {
 				t.Errorf("pod MAC %s differs from the master's %s: a new MAC appeared on the host NIC", ias[0].MAC, master.Attrs().HardwareAddr)
 			}
-			short, cancel := context.WithTimeout(ctx, 3*time.Second)
+			short, cancel := context.WithTimeout(ctx, 8*time.Second)
 			defer cancel()
 			if _, err := netnstest.UDPEcho(short, podA, podB, netip.MustParseAddr(base+"11")); err != nil {
 				t.Errorf("pod to pod: %v", err)

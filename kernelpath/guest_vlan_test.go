@@ -76,8 +76,11 @@ func TestGuestVLANIsolationAndTagging(t *testing.T) {
 			if mode != "direct" { // direct: one pod per VLAN per master
 				rc = attachPod("c100", n100, "10.77.0.30/24")
 			}
+			// Reachability gets time (TCG under load is slow); isolation
+			// needs only long enough for frames to have arrived.
 			quick := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 1500*time.Millisecond) }
-			c1, cancel1 := quick()
+			patient := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 8*time.Second) }
+			c1, cancel1 := patient()
 			defer cancel1()
 			before := rxPackets(t, oh, "up0p.100")
 			if _, err := netnstest.UDPEcho(c1, pods["a100"], outside, netip.MustParseAddr("10.77.0.1")); err != nil {
@@ -103,7 +106,7 @@ func TestGuestVLANIsolationAndTagging(t *testing.T) {
 				}
 				return
 			}
-			c4, cancel4 := quick()
+			c4, cancel4 := patient()
 			defer cancel4()
 			if _, err := netnstest.UDPEcho(c4, pods["a100"], pods["c100"], netip.MustParseAddr("10.77.0.30")); err != nil {
 				t.Errorf("pods on VLAN 100 do not reach each other: %v", err)

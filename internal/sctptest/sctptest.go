@@ -139,12 +139,15 @@ func Exchange(from, to int, msg string) error {
 // FastFailover sets the netns's SCTP timers so that a dead path is
 // noticed in well under a second (defaults take tens of seconds).
 func FastFailover(netns string) error {
+	// In this order: the kernel keeps rto_min <= rto_initial <= rto_max at
+	// every step and refuses a write that would break it.
+	settings := [][2]string{
+		{"rto_min", "100"}, {"rto_initial", "200"}, {"rto_max", "400"},
+		{"hb_interval", "200"}, {"path_max_retrans", "1"}, {"pf_retrans", "0"},
+	}
 	return netnstest.Do(netns, func() error {
-		for k, v := range map[string]string{
-			"rto_initial": "200", "rto_min": "100", "rto_max": "400",
-			"hb_interval": "200", "path_max_retrans": "1", "pf_retrans": "0",
-		} {
-			if err := writeSysctl("/proc/sys/net/sctp/"+k, v); err != nil {
+		for _, kv := range settings {
+			if err := writeSysctl("/proc/sys/net/sctp/"+kv[0], kv[1]); err != nil {
 				return err
 			}
 		}
