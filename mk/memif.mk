@@ -1,0 +1,25 @@
+# memif: pure-Go memif endpoint (memif/), its DPDK interop tests, fuzzing
+# and benchmark. See docs/perf.md for the benchmark table.
+.PHONY: deps-memif test-memif bench-memif
+
+DEPS_TARGETS += deps-memif
+TEST_TARGETS += test-memif
+
+MEMIF_FUZZTIME ?= 8s
+
+# dpdk-testpmd + net_memif PMD from Debian's DPDK 22.11, unpacked into .cache/dpdk.
+deps-memif:
+	@./scripts/memif/deps.sh
+
+# Interop tests must run here (MEMIF_REQUIRE_TESTPMD turns their skip into a
+# failure), then each fuzz target runs for a bounded time.
+test-memif: deps-memif
+	MEMIF_REQUIRE_TESTPMD=1 $(GO) test -count=1 -run 'Interop|Hostile|GoToGo|Refusals' ./memif/
+	@for f in FuzzDecodeMsg FuzzRing FuzzHandshake; do \
+		echo "fuzz $$f for $(MEMIF_FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(MEMIF_FUZZTIME) -parallel 2 ./memif/ || exit 1; \
+	done
+
+# Side-by-side throughput: testpmd->testpmd baseline, testpmd->Go, Go->testpmd, Go->Go.
+bench-memif: deps-memif
+	$(GO) run ./perf/memifbench $(MEMIF_BENCH_ARGS)
