@@ -35,7 +35,7 @@ func Result(rec *Attachment) (json.RawMessage, error) {
 			res.Routes = append(res.Routes, cniRoute(rt.Dst, rt.GW))
 		}
 		if r.DefaultRoute {
-			for _, gw := range defaultGateways(&r.Request) {
+			for _, gw := range r.Gateways() {
 				res.Routes = append(res.Routes, cniRoute(netip.Prefix{}, gw))
 			}
 		}
@@ -89,19 +89,6 @@ func cniRoute(dst netip.Prefix, gw netip.Addr) *types.Route {
 		r.GW = gw.AsSlice()
 	}
 	return r
-}
-
-func defaultGateways(req *attach.Request) []netip.Addr {
-	if len(req.DefaultGateways) > 0 {
-		return req.DefaultGateways
-	}
-	var out []netip.Addr
-	for _, ip := range req.IPs {
-		if ip.Gateway.IsValid() {
-			out = append(out, ip.Gateway)
-		}
-	}
-	return out
 }
 
 // NetworkStatus is the NPWG network-status of an attachment.

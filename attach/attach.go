@@ -59,6 +59,21 @@ type Request struct {
 	DefaultGateways []netip.Addr `json:"defaultGateways,omitempty"`
 }
 
+// Gateways are the gateways of the interface's default routes: the pod's
+// chosen ones, or else its subnets' gateways, one per family.
+func (r *Request) Gateways() []netip.Addr {
+	if len(r.DefaultGateways) > 0 {
+		return r.DefaultGateways
+	}
+	var out []netip.Addr
+	for _, ip := range r.IPs {
+		if ip.Gateway.IsValid() {
+			out = append(out, ip.Gateway)
+		}
+	}
+	return out
+}
+
 // Interface is what a Path made.
 type Interface struct {
 	Name       string          `json:"name"`

@@ -86,7 +86,7 @@ func wantRoutes(index int, req *attach.Request) []*netlink.Route {
 		out = append(out, route(index, r.Dst, r.GW, 0))
 	}
 	if req.DefaultRoute {
-		for _, gw := range defaultGateways(req) {
+		for _, gw := range req.Gateways() {
 			out = append(out, route(index, netip.PrefixFrom(netip.IPv6Unspecified(), 0), gw, 0))
 		}
 	}
@@ -120,21 +120,6 @@ func route(index int, dst netip.Prefix, gw netip.Addr, table int) *netlink.Route
 		r.Scope = netlink.SCOPE_LINK
 	}
 	return r
-}
-
-// defaultGateways are the pod's chosen gateways, or else the gateways of
-// the interface's subnets, one per family.
-func defaultGateways(req *attach.Request) []netip.Addr {
-	if len(req.DefaultGateways) > 0 {
-		return req.DefaultGateways
-	}
-	var out []netip.Addr
-	for _, ip := range req.IPs {
-		if ip.Gateway.IsValid() {
-			out = append(out, ip.Gateway)
-		}
-	}
-	return out
 }
 
 func wantRules(req *attach.Request) []*netlink.Rule {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
@@ -172,6 +173,10 @@ func (p *Path) createDirect(req *attach.Request, target netns.NsHandle, h *netli
 		spec.Attrs().MTU = n.MTU
 	}
 	if err := p.host.LinkAdd(spec); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBUSY) {
+			return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: its %s is already in use by another interface on this node (mode direct gives one pod per VLAN or VNI per master): %v",
+				n.Key(), spec.Type(), err)
+		}
 		return nil, fmt.Errorf("network %s: create %s in the pod: %w", n.Key(), spec.Type(), err)
 	}
 	l, err := h.LinkByName(spec.Attrs().Name)

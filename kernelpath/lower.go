@@ -1,11 +1,13 @@
 package kernelpath
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
@@ -75,6 +77,11 @@ func createLower(host *netlink.Handle, req *attach.Request, parent string, kind 
 		link = &netlink.IPVlan{LinkAttrs: attrs, Mode: ipvlanModes[kind.mode]}
 	}
 	if err := host.LinkAdd(link); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			// The kernel gives a device to either macvlan or ipvlan.
+			return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: cannot create %s on %s: it already carries interfaces of the other kind (macvlan and ipvlan cannot share a master): %v",
+				n.Key(), link.Type(), parent, err)
+		}
 		return nil, fmt.Errorf("network %s: create %s on %s: %w", n.Key(), link.Type(), parent, err)
 	}
 	created, err := h.LinkByName(attrs.Name)

@@ -313,7 +313,7 @@ func (c *Conn) release() {
 	}
 }
 
-// handshakeErr tells the peer why we give up (best effort) and returns err.
+// refuse tells the peer why we give up (best effort) and returns err.
 func (c *Conn) refuse(err error) error {
 	_ = c.ctl.c.SetWriteDeadline(time.Now().Add(time.Second))
 	reason := err.Error()

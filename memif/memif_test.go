@@ -285,3 +285,45 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestSeveralInterfacesOnOneSocket(t *testing.T) {
+	needRoot(t)
+	sock := sockPath(t)
+	l, err := Listen(Config{Socket: sock, ID: 1, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Add(Config{ID: 2, Mode: IP, Logger: quietLog}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add(Config{ID: 2}); err == nil {
+		t.Fatal("added id 2 twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c1, err := Dial(ctx, Config{Socket: sock, ID: 1, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := Dial(ctx, Config{Socket: sock, ID: 2, Mode: IP, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	byID := map[uint32]*Conn{}
+	for i := 0; i < 2; i++ {
+		s, err := l.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		byID[s.Config().ID] = s
+	}
+	if byID[1] == nil || byID[2] == nil || byID[2].Config().Mode != IP {
+		t.Fatalf("accepted %v", byID)
+	}
+	transfer(t, c1, byID[1], 0, [][]byte{frame(1, 100)})
+	transfer(t, c2, byID[2], 0, [][]byte{frame(2, 200)})
+}

@@ -108,7 +108,7 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
+	tmp := fmt.Sprintf("%s.tmp%d", dst, os.Getpid())
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
@@ -211,6 +211,31 @@ func (e *Env) Start(ctx context.Context, o Options) (*Proc, error) {
 	}
 	return p, nil
 }
+
+// WorkerThread returns the thread id of testpmd's (single) forwarding
+// lcore, so that callers can read the CPU time it used.
+func (p *Proc) WorkerThread() (int, error) {
+	pid := p.cmd.Process.Pid
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("testpmd threads: %w", err)
+	}
+	for _, e := range ents {
+		comm, err := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		// DPDK 22.11 names it rte-worker-N; later releases lcore-worker-N.
+		if strings.HasPrefix(string(comm), "rte-worker") || strings.HasPrefix(string(comm), "lcore-worker") {
+			return strconv.Atoi(e.Name())
+		}
+	}
+	return 0, fmt.Errorf("testpmd (pid %d) has no forwarding (rte-worker) thread", pid)
+}
+
+// Pid is testpmd's process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Output is everything testpmd printed so far.
 func (p *Proc) Output() string {

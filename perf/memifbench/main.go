@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,11 @@ var names = map[scenario]string{
 type sample struct {
 	mpps   float64
 	allocs float64 // Go allocations per packet in the window, -1 if no Go side
+	// Packets per second of CPU time actually given to the receiver's and
+	// the transmitter's polling thread: what each would do on a core of
+	// its own. On a shared machine the wall-clock rate mostly measures the
+	// neighbours; these do not.
+	rxEff, txEff float64
 }
 
 func main() {
@@ -108,7 +114,8 @@ func run(dur, warm time.Duration, rounds int, only string) error {
 				if err != nil {
 					return fmt.Errorf("%s, %d bytes: %w", names[sc], size, err)
 				}
-				fmt.Fprintf(os.Stderr, "round %d: %-34s %5d B  %6.2f Mpps\n", r+1, names[sc], size, s.mpps)
+				fmt.Fprintf(os.Stderr, "round %d: %-34s %5d B  %6.2f Mpps  (rx %6.2f, tx %6.2f Mpps per CPU-second)\n",
+					r+1, names[sc], size, s.mpps, s.rxEff, s.txEff)
 				if res[sc] == nil {
 					res[sc] = map[int][]sample{}
 				}
@@ -119,50 +126,31 @@ func run(dur, warm time.Duration, rounds int, only string) error {
 	// The machine may be shared: say how busy it was, since absolute rates
 	// then say more about the neighbours than about memif.
 	fmt.Printf("\nload average (1/5/15 min) at start: %s, at end: %s, CPUs: %d\n", loadStart, loadavg(), runtime.NumCPU())
-	fmt.Printf("\n| scenario | frame | Mpps best of %d | best vs baseline best | Mpps median | median of per-round ratios | Go allocs/packet |\n|---|---|---|---|---|---|---|\n", rounds)
+	fmt.Printf("\n| scenario | frame | Mpps at receiver, wall clock (median of %d; best) | receiver Mpps per CPU-second (median) | transmitter Mpps per CPU-second (median) | Go allocs/packet (worst run) |\n|---|---|---|---|---|---|\n", rounds)
 	for _, size := range sizes {
 		for _, sc := range order {
 			allocs := "-"
-			if m := median(res[sc][size]); m.allocs >= 0 {
+			if sc != baseline {
 				allocs = fmt.Sprintf("%.4f", maxAllocs(res[sc][size]))
 			}
-			fmt.Printf("| %s | %d B | %.2f | %.2f | %.2f | %.2f | %s |\n", names[sc], size,
-				best(res[sc][size]), best(res[sc][size])/best(res[baseline][size]),
-				median(res[sc][size]).mpps, ratio(res, sc, size), allocs)
+			fmt.Printf("| %s | %d B | %.2f; %.2f | %.2f | %.2f | %s |\n", names[sc], size,
+				med(res[sc][size], mpps), best(res[sc][size]),
+				med(res[sc][size], rxEff), med(res[sc][size], txEff), allocs)
 		}
 	}
 	if only != "" {
 		return nil // the ratio line needs every scenario
 	}
-	// The ratio line compares best rates: on a shared machine the best of
-	// several runs is the one least disturbed by neighbours, for testpmd
-	// and for Go alike.
-	fmt.Printf("\nmemif-ratio go_rx=%.2f go_tx=%.2f\n",
+	// Each comparison holds one side fixed (testpmd txonly feeds both
+	// receivers; testpmd rxonly drains both transmitters) and divides by
+	// the CPU time the side under test was actually given, so that load
+	// from other users of the machine cancels out.
+	rx := med(res[goRx][64], rxEff) / med(res[baseline][64], rxEff)
+	tx := med(res[goTx][64], txEff) / med(res[baseline][64], txEff)
+	fmt.Printf("\nwall-clock ratios (best of %d, noisy on a shared machine): go_rx=%.2f go_tx=%.2f\n", rounds,
 		best(res[goRx][64])/best(res[baseline][64]), best(res[goTx][64])/best(res[baseline][64]))
+	fmt.Printf("\nmemif-ratio go_rx=%.2f go_tx=%.2f\n", rx, tx)
 	return nil
-}
-
-// ratio is the median over rounds of sc's rate divided by the baseline's
-// rate in the same round: the machine is shared, and load from others
-// drifts more between rounds than within one.
-func ratio(res map[scenario]map[int][]sample, sc scenario, size int) float64 {
-	base := res[baseline][size]
-	var rs []sample
-	for i, s := range res[sc][size] {
-		if i < len(base) && base[i].mpps > 0 {
-			rs = append(rs, sample{mpps: s.mpps / base[i].mpps})
-		}
-	}
-	if len(rs) == 0 {
-		return math.NaN()
-	}
-	return median(rs).mpps
-}
-
-func median(s []sample) sample {
-	c := append([]sample(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i].mpps < c[j].mpps })
-	return c[len(c)/2]
 }
 
 type bench struct {
@@ -237,9 +225,10 @@ func (b *bench) run(sc scenario, size int) (sample, error) {
 	stop := make(chan struct{})
 	defer func() { close(stop); loops.Wait() }()
 	var rxCount, txCount atomic.Uint64
+	var rxTid, txTid atomic.Int64
 	if goRxConn != nil {
 		loops.Add(1)
-		go func() { defer loops.Done(); rxLoop(goRxConn, 1, stop, &rxCount) }()
+		go func() { defer loops.Done(); rxLoop(goRxConn, 1, stop, &rxCount, &rxTid) }()
 	}
 	if rxp != nil {
 		if _, err := rxp.Cmd("start"); err != nil {
@@ -248,7 +237,7 @@ func (b *bench) run(sc scenario, size int) (sample, error) {
 	}
 	if goTxConn != nil {
 		loops.Add(1)
-		go func() { defer loops.Done(); txLoop(goTxConn, 0, size, stop, &txCount) }()
+		go func() { defer loops.Done(); txLoop(goTxConn, 0, size, stop, &txCount, &txTid) }()
 	}
 	if txp != nil {
 		if _, err := txp.Cmd("start"); err != nil {
@@ -256,6 +245,14 @@ func (b *bench) run(sc scenario, size int) (sample, error) {
 		}
 	}
 	time.Sleep(b.warm)
+	rxCPU, err := threadClock(rxp, &rxTid)
+	if err != nil {
+		return sample{}, err
+	}
+	txCPU, err := threadClock(txp, &txTid)
+	if err != nil {
+		return sample{}, err
+	}
 
 	count := func() (uint64, time.Time, error) {
 		if rxp != nil {
@@ -271,15 +268,26 @@ func (b *bench) run(sc scenario, size int) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
+	rx0, tx0 := rxCPU(), txCPU()
 	runtime.ReadMemStats(&ms0)
 	time.Sleep(b.dur)
 	runtime.ReadMemStats(&ms1)
+	rx1, tx1 := rxCPU(), txCPU()
 	c1, t1, err := count()
 	if err != nil {
 		return sample{}, err
 	}
 	pkts := c1 - c0
 	s := sample{mpps: float64(pkts) / t1.Sub(t0).Seconds() / 1e6, allocs: -1}
+	// The CPU window sits inside the packet window: scale the packet count
+	// to it by wall time (the rate is steady once warmed up).
+	inner := s.mpps * 1e6 * b.dur.Seconds()
+	if d := rx1 - rx0; d > 0 {
+		s.rxEff = inner / d.Seconds() / 1e6
+	}
+	if d := tx1 - tx0; d > 0 {
+		s.txEff = inner / d.Seconds() / 1e6
+	}
 	if sc != baseline && pkts > 0 {
 		s.allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(pkts)
 	}
@@ -296,8 +304,9 @@ func pin(cpu int) {
 	}
 }
 
-func rxLoop(c *memif.Conn, cpu int, stop <-chan struct{}, count *atomic.Uint64) {
+func rxLoop(c *memif.Conn, cpu int, stop <-chan struct{}, count *atomic.Uint64, tid *atomic.Int64) {
 	pin(cpu)
+	tid.Store(int64(unix.Gettid()))
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
@@ -323,8 +332,9 @@ func rxLoop(c *memif.Conn, cpu int, stop <-chan struct{}, count *atomic.Uint64) 
 	}
 }
 
-func txLoop(c *memif.Conn, cpu, size int, stop <-chan struct{}, count *atomic.Uint64) {
+func txLoop(c *memif.Conn, cpu, size int, stop <-chan struct{}, count *atomic.Uint64, tid *atomic.Int64) {
 	pin(cpu)
+	tid.Store(int64(unix.Gettid()))
 	pkts := make([][]byte, 32)
 	for i := range pkts {
 		p := make([]byte, size)
@@ -376,4 +386,56 @@ func maxAllocs(s []sample) float64 {
 		m = max(m, x.allocs)
 	}
 	return m
+}
+
+// threadClock returns a reader of the CPU time used so far by the polling
+// thread of one side: testpmd's forwarding lcore if p is set, else our
+// own loop's thread (whose id the loop published in tid).
+func threadClock(p *testpmd.Proc, tid *atomic.Int64) (func() time.Duration, error) {
+	path := ""
+	if p != nil {
+		t, err := p.WorkerThread()
+		if err != nil {
+			return nil, err
+		}
+		path = fmt.Sprintf("/proc/%d/task/%d/schedstat", p.Pid(), t)
+	} else {
+		t := tid.Load()
+		if t == 0 {
+			return nil, fmt.Errorf("polling loop did not start")
+		}
+		path = fmt.Sprintf("/proc/self/task/%d/schedstat", t)
+	}
+	if _, err := os.ReadFile(path); err != nil {
+		return nil, fmt.Errorf("thread CPU time: %w", err)
+	}
+	return func() time.Duration {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		return time.Duration(ns)
+	}, nil
+}
+
+func mpps(s sample) float64  { return s.mpps }
+func rxEff(s sample) float64 { return s.rxEff }
+func txEff(s sample) float64 { return s.txEff }
+
+// med is the median of one figure over the runs.
+func med(s []sample, f func(sample) float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	v := make([]float64, len(s))
+	for i, x := range s {
+		v[i] = f(x)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
 }

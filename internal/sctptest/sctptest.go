@@ -1,0 +1,156 @@
+// Package sctptest opens multi-homed SCTP associations for tests. Go's
+// standard library has no SCTP, so it speaks the Linux socket API directly
+// (one-to-one SOCK_STREAM sockets, sctp_bindx and sctp_connectx through
+// their setsockopt forms, include/uapi/linux/sctp.h).
+package sctptest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/telcni/telcni/internal/netnstest"
+)
+
+const (
+	solSCTP      = 132
+	bindxAdd     = 100 // SCTP_SOCKOPT_BINDX_ADD
+	connectx     = 110 // SCTP_SOCKOPT_CONNECTX
+	getPeerAddrs = 108 // SCTP_GET_PEER_ADDRS
+	sockaddrLen  = 16
+)
+
+func sockaddr4(a netip.Addr, port uint16) []byte {
+	b := make([]byte, sockaddrLen)
+	binary.NativeEndian.PutUint16(b[0:], unix.AF_INET)
+	binary.BigEndian.PutUint16(b[2:], port)
+	ip := a.As4()
+	copy(b[4:8], ip[:])
+	return b
+}
+
+func packed(addrs []netip.Addr, port uint16) []byte {
+	var out []byte
+	for _, a := range addrs {
+		out = append(out, sockaddr4(a, port)...)
+	}
+	return out
+}
+
+// socket opens an SCTP socket in the netns at path bound to every address
+// of local (IPv4) on port.
+func socket(netns string, local []netip.Addr, port uint16) (int, error) {
+	fd := -1
+	err := netnstest.Do(netns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("SCTP socket in %s: %w", netns, err)
+	}
+	if err := unix.SetsockoptString(fd, solSCTP, bindxAdd, string(packed(local, port))); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("sctp_bindx %v: %w", local, err)
+	}
+	tv := unix.Timeval{Sec: 10}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	return fd, nil
+}
+
+// Listen returns a listening socket bound to local:port in netns.
+func Listen(netns string, local []netip.Addr, port uint16) (int, error) {
+	fd, err := socket(netns, local, port)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Listen(fd, 4); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("listen: %w", err)
+	}
+	return fd, nil
+}
+
+// Dial opens an association from local (in netns) to every address of
+// remote on port.
+func Dial(netns string, local, remote []netip.Addr, port uint16) (int, error) {
+	fd, err := socket(netns, local, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetsockoptString(fd, solSCTP, connectx, string(packed(remote, port))); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("sctp_connectx %v: %w", remote, err)
+	}
+	return fd, nil
+}
+
+// Accept waits for an association on a listening socket.
+func Accept(fd int) (int, error) {
+	nfd, _, err := unix.Accept(fd)
+	if err != nil {
+		return -1, fmt.Errorf("accept: %w", err)
+	}
+	tv := unix.Timeval{Sec: 10}
+	_ = unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return nfd, nil
+}
+
+// PeerAddrs lists the peer addresses of fd's association.
+func PeerAddrs(fd int) ([]netip.Addr, error) {
+	buf := make([]byte, 8+8*sockaddrLen) // struct sctp_getaddrs with room for 8
+	l := uint32(len(buf))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), solSCTP, getPeerAddrs,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("SCTP_GET_PEER_ADDRS: %w", errno)
+	}
+	n := int(binary.NativeEndian.Uint32(buf[4:8]))
+	var out []netip.Addr
+	for i := 0; i < n && 8+(i+1)*sockaddrLen <= int(l); i++ {
+		sa := buf[8+i*sockaddrLen:]
+		if binary.NativeEndian.Uint16(sa) == unix.AF_INET {
+			out = append(out, netip.AddrFrom4([4]byte(sa[4:8])))
+		}
+	}
+	return out, nil
+}
+
+// Exchange sends msg on from and reads it back on to.
+func Exchange(from, to int, msg string) error {
+	if _, err := unix.Write(from, []byte(msg)); err != nil {
+		return fmt.Errorf("send %q: %w", msg, err)
+	}
+	buf := make([]byte, 256)
+	n, err := unix.Read(to, buf)
+	if err != nil {
+		return fmt.Errorf("receive %q: %w", msg, err)
+	}
+	if string(buf[:n]) != msg {
+		return fmt.Errorf("received %q, sent %q", buf[:n], msg)
+	}
+	return nil
+}
+
+// FastFailover sets the netns's SCTP timers so that a dead path is
+// noticed in well under a second (defaults take tens of seconds).
+func FastFailover(netns string) error {
+	// In this order: the kernel keeps rto_min <= rto_initial <= rto_max at
+	// every step and refuses a write that would break it.
+	settings := [][2]string{
+		{"rto_min", "100"}, {"rto_initial", "200"}, {"rto_max", "400"},
+		{"hb_interval", "200"}, {"path_max_retrans", "1"}, {"pf_retrans", "0"},
+	}
+	return netnstest.Do(netns, func() error {
+		for _, kv := range settings {
+			if err := writeSysctl("/proc/sys/net/sctp/"+kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
