@@ -3,6 +3,8 @@ package vppagent
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/telcni/telcni/api"
@@ -144,10 +146,14 @@ func specFromRequest(req *attach.Request) (PodInterface, error) {
 		return PodInterface{}, errors.New("vppagent: request without a network")
 	}
 	spec := PodInterface{ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns, Network: NetworkFromAPI(req.Network)}
+	// VPP answers ARP/ND for every gateway the pod may use: its subnets'
+	// and the default-route gateways it named.
 	for _, ip := range req.IPs {
 		spec.IPs = append(spec.IPs, ip.Address)
-		if ip.Gateway.IsValid() {
-			spec.Gateways = append(spec.Gateways, ip.Gateway)
+	}
+	for _, gw := range append(subnetGateways(req), req.Gateways()...) {
+		if !slices.Contains(spec.Gateways, gw) {
+			spec.Gateways = append(spec.Gateways, gw)
 		}
 	}
 	return spec, spec.Network.Validate()
@@ -165,4 +171,14 @@ func deviceInfo(rec *Record) *api.DeviceInfo {
 		d.VhostUser = &api.VhostUser{Mode: rec.DeviceInfo.Vhost.Mode, Path: rec.DeviceInfo.Vhost.Path}
 	}
 	return d
+}
+
+func subnetGateways(req *attach.Request) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range req.IPs {
+		if ip.Gateway.IsValid() {
+			out = append(out, ip.Gateway)
+		}
+	}
+	return out
 }
