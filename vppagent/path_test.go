@@ -117,3 +117,16 @@ func TestPathReadyForNeedsPlugins(t *testing.T) {
 		t.Errorf("vhost-user ADD without the plugin: %v (code %d)", err, attach.CodeOf(err))
 	}
 }
+
+func TestSpecGateways(t *testing.T) {
+	n, _ := api.ParseNetwork([]byte(`{"name":"r","path":"memif","vpp":{"routed":true}}`))
+	gw, other := netip.MustParseAddr("10.4.0.1"), netip.MustParseAddr("10.4.0.254")
+	spec, err := specFromRequest(&attach.Request{ContainerID: cidA, IfName: "r0", Network: n,
+		IPs: []attach.IPConfig{{Address: pfx("10.4.0.9/24"), Gateway: gw}}, DefaultGateways: []netip.Addr{other, gw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Gateways) != 2 || spec.Gateways[0] != gw || spec.Gateways[1] != other {
+		t.Errorf("gateways %v, want [%s %s]", spec.Gateways, gw, other)
+	}
+}
