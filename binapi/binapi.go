@@ -77,6 +77,7 @@ var Groups = []Group{
 		&ip.IPTableAddDel{}, &ip.IPTableAddDelReply{},
 		&ip.IPRouteAddDel{}, &ip.IPRouteAddDelReply{},
 		&ip.IPAddressDump{}, &ip.IPAddressDetails{},
+		&ip.SwInterfaceIP6EnableDisable{}, &ip.SwInterfaceIP6EnableDisableReply{},
 		&arp.ProxyArpAddDel{}, &arp.ProxyArpAddDelReply{},
 		&arp.ProxyArpDump{}, &arp.ProxyArpDetails{},
 		&arp.ProxyArpIntfcEnableDisable{}, &arp.ProxyArpIntfcEnableDisableReply{},

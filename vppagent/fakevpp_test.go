@@ -277,6 +277,13 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 			}
 		}
 		return append(out, &memclnt.ControlPingReply{})
+	case *ip.SwInterfaceIP6EnableDisable:
+		if k := fmt.Sprintf("ip6 %d", r.SwIfIndex); f.proxy[k] && r.Enable {
+			return []api.Message{&ip.SwInterfaceIP6EnableDisableReply{Retval: int32(api.VALUE_EXIST)}}
+		} else {
+			f.proxy[k] = r.Enable
+		}
+		return []api.Message{&ip.SwInterfaceIP6EnableDisableReply{Retval: rv(idxOK(r.SwIfIndex))}}
 	case *ip.IPTableAddDel:
 		return []api.Message{&ip.IPTableAddDelReply{}}
 	case *interfaces.SwInterfaceGetTable:

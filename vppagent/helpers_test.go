@@ -125,6 +125,11 @@ func (p *pods) add(rec *Record, mac string) *podSim {
 		cfg.Netns = rec.Spec.Netns
 	}
 	ps := newPodSim(cfg, mac, rec.Spec.IPs[0].Addr())
+	for _, ip := range rec.Spec.IPs[1:] {
+		if ip.Addr().Is6() {
+			ps.ip6 = ip.Addr()
+		}
+	}
 	p.wg.Add(1)
 	go ps.run(p.ctx, &p.wg)
 	return ps

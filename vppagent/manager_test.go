@@ -296,7 +296,7 @@ func TestReconcileOfHealthyL3IsHarmless(t *testing.T) {
 	m := fakeManager(f, t.TempDir())
 	ctx := context.Background()
 	spec := PodInterface{ContainerID: cidA, IfName: "r0", Netns: "/proc/1/ns/net", Network: Network{Name: "r", Kind: KindMemif, L3: true, Table: 3},
-		IPs: []netip.Prefix{pfx("10.5.0.5/24")}, Gateways: []netip.Addr{mustAddr("10.5.0.1")}}
+		IPs: []netip.Prefix{pfx("10.5.0.5/24"), pfx("fd00:5::5/64")}, Gateways: []netip.Addr{mustAddr("10.5.0.1"), mustAddr("fd00:5::1")}}
 	if _, err := m.Add(ctx, spec); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -152,6 +153,11 @@ func (m *Manager) configurePod(ctx context.Context, v *vpp, st *state, rec *Reco
 	if err := v.setUnnumbered(ctx, idx, loop.Index, true); err != nil {
 		return err
 	}
+	if slices.ContainsFunc(gws, netip.Addr.Is6) {
+		if err := v.ip6Enable(ctx, idx); err != nil {
+			return err
+		}
+	}
 	if err := v.setUp(ctx, idx, true); err != nil {
 		return err
 	}
@@ -190,8 +196,13 @@ func (m *Manager) deletePod(ctx context.Context, v *vpp, rec Record) error {
 			continue
 		}
 		if rec.Spec.Network.L3 {
+			// Best effort: deleting the interface would leave these
+			// pointing at nothing; what fails here reconcile finds again.
 			for _, p := range rec.Spec.IPs {
 				_ = v.route(ctx, rec.Spec.Network.Table, i.Index, p.Addr(), false)
+			}
+			for _, gw := range rec.Spec.Gateways {
+				_ = v.proxyGateway(ctx, rec.Spec.Network.Table, i.Index, gw, false)
 			}
 		}
 		if err := m.deleteIf(ctx, v, i); err != nil {

@@ -20,6 +20,7 @@ type podSim struct {
 	cfg memif.Config
 	mac net.HardwareAddr
 	ip  netip.Addr
+	ip6 netip.Addr // optional
 
 	mu        sync.Mutex
 	conn      *memif.Conn
@@ -113,6 +114,8 @@ func (p *podSim) handle(f []byte) []byte {
 		if op == 1 && tpa == p.ip {
 			return arpFrame(2, p.mac, p.ip, sha, spa)
 		}
+	case 0x86dd:
+		return p.handle6(f)
 	case 0x0800:
 		if len(f) < 14+20+8 || f[23] != 1 {
 			return nil

@@ -213,3 +213,16 @@ func toAddress(a netip.Addr) ip_types.Address {
 func toPrefix(p netip.Prefix) ip_types.Prefix {
 	return ip_types.Prefix{Address: toAddress(p.Addr()), Len: uint8(p.Bits())}
 }
+
+// ip6Enable turns IPv6 on for an interface: a link-local address and the
+// all-nodes and solicited-node multicast groups, without which VPP drops
+// the pod's neighbour solicitations (multicast RPF) on an unnumbered
+// interface.
+func (v *vpp) ip6Enable(ctx context.Context, idx uint32) error {
+	c := ip.NewServiceClient(v.conn)
+	_, err := c.SwInterfaceIP6EnableDisable(ctx, &ip.SwInterfaceIP6EnableDisable{SwIfIndex: interface_types.InterfaceIndex(idx), Enable: true})
+	if err != nil && !isAlreadyExists(err) {
+		return fmt.Errorf("enable ip6 on %d: %w", idx, err)
+	}
+	return nil
+}
