@@ -57,3 +57,18 @@ func TestVPPWithoutVhostPlugin(t *testing.T) {
 		t.Fatalf("vhost-user ADD on a VPP without vhost: %v", err)
 	}
 }
+
+// A record VPP cannot rebuild (vhost-user on a VPP without the vhost
+// plugin) does not keep VPP from serving the other networks.
+func TestVPPUnrebuildableRecordDoesNotBlock(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{Without: []string{"vhost_plugin.so"}})
+	rd := recDir(t)
+	stale := Record{Spec: PodInterface{ContainerID: cidB, IfName: "vh0", Network: Network{Name: "vh", Kind: KindVhostUser}}}
+	if err := (FileStore{Dir: rd}).Put(stale); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, v, rd, shortTemp(t)) // fails the test if never ready
+	if _, err := a.m.Add(context.Background(), PodInterface{ContainerID: cidA, IfName: "m0", Netns: newNetns(t), Network: l2Net()}); err != nil {
+		t.Fatalf("memif ADD beside an unrebuildable record: %v", err)
+	}
+}

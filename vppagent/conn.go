@@ -54,7 +54,7 @@ type ConnConfig struct {
 	PingInterval time.Duration
 	// OnConnect runs after every (re)connect, before the connection is
 	// reported ready. VPP may have restarted and lost all state, so the
-	// agent reconciles here.
+	// agent reconciles here; its error is logged, not fatal.
 	OnConnect func(ctx context.Context, c api.Connection) error
 	Logger    *slog.Logger
 }
@@ -258,8 +258,11 @@ func (c *Conn) connect(ctx context.Context) (*core.Connection, error) {
 		return fail(err)
 	}
 	if c.cfg.OnConnect != nil {
+		// One record VPP cannot rebuild (its network needs a plugin this
+		// VPP lacks) must not keep every other network down: report and
+		// serve. A lost connection shows up in watch right after.
 		if err := c.cfg.OnConnect(ctx, conn); err != nil {
-			return fail(fmt.Errorf("reconcile after connect: %w", err))
+			c.log.Warn("reconcile after connect incomplete", "err", err)
 		}
 	}
 	// Counters are not worth refusing pods for: without stats, go on.
