@@ -91,7 +91,7 @@ func Dial(netns string, local, remote []netip.Addr, port uint16) (int, error) {
 
 // Accept waits for an association on a listening socket.
 func Accept(fd int) (int, error) {
-	nfd, _, err := unix.Accept(fd)
+	nfd, err := retry(func() (int, error) { nfd, _, err := unix.Accept(fd); return nfd, err })
 	if err != nil {
 		return -1, fmt.Errorf("accept: %w", err)
 	}
@@ -122,11 +122,11 @@ func PeerAddrs(fd int) ([]netip.Addr, error) {
 
 // Exchange sends msg on from and reads it back on to.
 func Exchange(from, to int, msg string) error {
-	if _, err := unix.Write(from, []byte(msg)); err != nil {
+	if _, err := retry(func() (int, error) { return unix.Write(from, []byte(msg)) }); err != nil {
 		return fmt.Errorf("send %q: %w", msg, err)
 	}
 	buf := make([]byte, 256)
-	n, err := unix.Read(to, buf)
+	n, err := retry(func() (int, error) { return unix.Read(to, buf) })
 	if err != nil {
 		return fmt.Errorf("receive %q: %w", msg, err)
 	}
@@ -153,4 +153,16 @@ func FastFailover(netns string) error {
 		}
 		return nil
 	})
+}
+
+// retry repeats a raw system call interrupted by a signal: the Go runtime
+// signals its threads (preemption), and raw calls, unlike the net package,
+// do not restart themselves.
+func retry(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
