@@ -138,11 +138,11 @@ func sctpSendRecv(t *testing.T, from, to int, msg string) {
 	t.Helper()
 	start := time.Now()
 	defer func() { t.Logf("%q delivered in %s", msg, time.Since(start).Round(time.Millisecond)) }()
-	if _, err := unix.Write(from, []byte(msg)); err != nil {
+	if _, err := eintr(func() (int, error) { return unix.Write(from, []byte(msg)) }); err != nil {
 		t.Fatalf("send %q: %v", msg, err)
 	}
 	buf := make([]byte, 256)
-	n, err := unix.Read(to, buf)
+	n, err := eintr(func() (int, error) { return unix.Read(to, buf) })
 	if err != nil {
 		t.Fatalf("receive %q: %v", msg, err)
 	}
@@ -185,11 +185,13 @@ func TestProbeSCTPMultihoming(t *testing.T) {
 	}
 	acc := make(chan accepted, 1)
 	go func() { // owned by the test: ends when accept returns, or fails once srv is closed
-		fd, _, err := unix.Accept(srv)
+		fd, err := eintr(func() (int, error) { fd, _, err := unix.Accept(srv); return fd, err })
 		acc <- accepted{fd, err}
 	}()
 	start := time.Now()
-	if err := unix.Connect(cli, &unix.SockaddrInet4{Port: 9899, Addr: [4]byte{192, 0, 2, 2}}); err != nil {
+	if _, err := eintr(func() (int, error) {
+		return 0, unix.Connect(cli, &unix.SockaddrInet4{Port: 9899, Addr: [4]byte{192, 0, 2, 2}})
+	}); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	var conn int
@@ -243,4 +245,15 @@ func TestProbeSCTPMultihoming(t *testing.T) {
 	// there, so no retransmission timeout is needed (sctpSendRecv logs the time).
 	sctpSendRecv(t, cli, conn, "over path 2, client to server")
 	sctpSendRecv(t, conn, cli, "over path 2, server to client")
+}
+
+// eintr restarts a raw system call interrupted by a signal (the Go runtime
+// signals its threads for preemption; raw calls do not restart themselves).
+func eintr(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
