@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"github.com/telcni/telcni/agent"
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
@@ -61,40 +60,22 @@ type node struct {
 // veth "up0" stands in for the NIC.
 func startAgent(t *testing.T) *node {
 	t.Helper()
-	n := &node{netns: netnstest.New(t), socket: filepath.Join(t.TempDir(), "agent.sock")}
+	n := &node{netns: netnstest.New(t), store: agenttest.Store(t)}
 	netnstest.Uplink(t, n.netns, "up0")
-	netDir := t.TempDir()
-	def := `{"name":"fronthaul","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.20.0.0/24","gateway":"10.20.0.1"}]}}`
-	if err := os.WriteFile(filepath.Join(netDir, "fh.json"), []byte(def), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if n.store, err = ipam.Open(filepath.Join(t.TempDir(), "state.db")); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	kernel, err := kernelpath.New(log, n.netns)
+	netDir := agenttest.NetworkDir(t, map[string]string{
+		"fh.json": `{"name":"fronthaul","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.20.0.0/24","gateway":"10.20.0.1"}]}}`,
+	})
+	kernel, err := kernelpath.New(agenttest.Log(), n.netns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := agent.New(agent.Config{Store: n.store, Networks: netsource.NewDir(netDir), Log: log,
+	t.Cleanup(kernel.Close)
+	a := agent.New(agent.Config{Store: n.store, Networks: netsource.NewDir(netDir), Log: agenttest.Log(),
 		Paths: map[api.PathKind]attach.Path{api.PathMACVLAN: kernel}})
-	l, err := agent.Listen(n.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n.socket = agenttest.Serve(t, a)
 	if fi, err := os.Stat(n.socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
-	srv := &http.Server{Handler: a.Handler()}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		<-done
-		kernel.Close()
-		n.store.Close()
-	})
 	return n
 }
 

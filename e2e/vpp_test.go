@@ -3,11 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +13,8 @@ import (
 	"github.com/telcni/telcni/agent"
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
-	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/memif"
 	"github.com/telcni/telcni/netsource"
 	"github.com/telcni/telcni/vppagent"
@@ -26,21 +24,16 @@ import (
 // startVPPAgent serves a real agent whose memif networks a real VPP serves.
 func startVPPAgent(t *testing.T, v *vpptest.VPP) string {
 	t.Helper()
-	socket := filepath.Join(t.TempDir(), "agent.sock")
-	netDir := t.TempDir()
-	def := `{"name":"userplane","path":"memif","ipam":{"subnets":[{"cidr":"10.63.0.0/24","gateway":"10.63.0.1"}]}}`
-	if err := os.WriteFile(filepath.Join(netDir, "up.json"), []byte(def), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	store, err := ipam.Open(filepath.Join(t.TempDir(), "state.db"))
+	netDir := agenttest.NetworkDir(t, map[string]string{
+		"up.json": `{"name":"userplane","path":"memif","ipam":{"subnets":[{"cidr":"10.63.0.0/24","gateway":"10.63.0.1"}]}}`,
+	})
+	store := agenttest.Store(t)
+	log := agenttest.Log()
+	run, err := os.MkdirTemp("", "e2evpp") // short: VPP's socket paths are limited to 108 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	run, err := os.MkdirTemp("", "e2evpp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { os.RemoveAll(run) })
 	m, err := vppagent.NewManager(vppagent.Config{Conn: vppagent.ConnConfig{APISocket: v.APISocket, PingInterval: 200 * time.Millisecond},
 		Store: vppagent.FileStore{Dir: t.TempDir()}, RunDir: run, Logger: log})
 	if err != nil {
@@ -48,25 +41,12 @@ func startVPPAgent(t *testing.T, v *vpptest.VPP) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	vppDone := make(chan struct{})
-	go func() { defer close(vppDone); m.Run(ctx) }()
+	go func() { defer close(vppDone); m.Run(ctx) }() // owned: ends with cancel at cleanup
+	t.Cleanup(func() { cancel(); <-vppDone })
 	p := vppagent.NewPath(m)
 	a := agent.New(agent.Config{Store: store, Networks: netsource.NewDir(netDir), Log: log,
 		Paths: map[api.PathKind]attach.Path{api.PathMemif: p, api.PathVhostUser: p}})
-	l, err := agent.Listen(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: a.Handler()}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		<-done
-		cancel()
-		<-vppDone
-		store.Close()
-		os.RemoveAll(run)
-	})
+	socket := agenttest.Serve(t, a)
 	for m.Ready() != nil {
 		select {
 		case <-m.Conn().Changed():

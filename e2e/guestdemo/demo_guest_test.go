@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -21,6 +20,7 @@ import (
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/cni"
+	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelguest"
@@ -39,17 +39,8 @@ func TestGuestDemo(t *testing.T) {
 	node := netnstest.New(t)
 	netnstest.Uplink(t, node, "nic0")
 	netnstest.Uplink(t, node, "nic1")
-	dir := t.TempDir()
-	for f, js := range demoNetworks {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(js), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store, err := ipam.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	dir := agenttest.NetworkDir(t, demoNetworks)
+	store := agenttest.Store(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	kernel, err := kernelpath.New(log, node)
 	if err != nil {

@@ -3,8 +3,6 @@ package cnibench
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,8 +17,8 @@ import (
 	"github.com/telcni/telcni/agent"
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
-	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelguest"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
@@ -153,39 +151,16 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 // netns as the node.
 func startAgent(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for f, js := range networks {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(js), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store, err := ipam.Open(filepath.Join(t.TempDir(), "state.db"))
+	store := agenttest.Store(t)
+	kernel, err := kernelpath.New(agenttest.Log(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	kernel, err := kernelpath.New(log, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(kernel.Close)
 	paths := map[api.PathKind]attach.Path{}
 	for _, k := range kernelpath.Kinds() {
 		paths[k] = kernel
 	}
-	a := agent.New(agent.Config{Store: store, Networks: netsource.NewDir(dir), Paths: paths, Log: log})
-	socket := filepath.Join(t.TempDir(), "agent.sock")
-	l, err := agent.Listen(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: a.Handler()}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		<-done
-		kernel.Close()
-		store.Close()
-	})
-	return socket
+	a := agent.New(agent.Config{Store: store, Networks: netsource.NewDir(agenttest.NetworkDir(t, networks)), Paths: paths, Log: agenttest.Log()})
+	return agenttest.Serve(t, a)
 }
