@@ -5,30 +5,25 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/telcni/telcni/internal/testpmd"
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
-// testpmdTree is where scripts/vpp/dpdk-virtio.sh (make deps-vpp) unpacks
-// Debian's dpdk-testpmd and the virtio_user PMD.
-func testpmdTree(t *testing.T) (bin, libdir string) {
+// testpmdTree finds the dpdk-testpmd and virtio_user PMD that
+// scripts/vpp/dpdk-virtio.sh (make deps-vpp) unpacks into .cache/dpdk.
+func testpmdTree(t *testing.T) *testpmd.Env {
 	t.Helper()
-	root, err := filepath.Abs("../.cache/dpdk/root")
+	env, err := testpmd.FindPMDs("librte_mempool_ring.so.23.0", "librte_net_virtio.so.23.0")
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("dpdk-testpmd with virtio_user: %v (run `make deps-vpp`)", err)
 	}
-	bin = filepath.Join(root, "usr/bin/dpdk-testpmd")
-	libdir = filepath.Join(root, "usr/lib/x86_64-linux-gnu")
-	if _, err := os.Stat(filepath.Join(libdir, "dpdk/pmds-23.0/librte_net_virtio.so.23")); err != nil {
-		t.Skip("dpdk-testpmd with virtio_user not found in .cache/dpdk: run `make deps-vpp`")
-	}
-	return bin, libdir
+	return env
 }
 
 func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
@@ -40,7 +35,7 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 }
 
 func vhostTraffic(t *testing.T, vppMode string) {
-	bin, libdir := testpmdTree(t)
+	tp := testpmdTree(t)
 	v := vpptest.Start(t, vpptest.Options{})
 	a := startAgent(t, v, recDir(t), shortTemp(t))
 	ctx := context.Background()
@@ -62,7 +57,6 @@ func vhostTraffic(t *testing.T, vppMode string) {
 	if podMode == "server" {
 		vdev += ",server=1"
 	}
-	pmds := filepath.Join(libdir, "dpdk/pmds-23.0")
 	// VPP maps the pod's memory through the fds virtio_user sends, so it
 	// must be shareable: hugepage memfds (--in-memory), not --no-huge's
 	// anonymous memory; in one file, since vhost-user takes at most 8
@@ -70,11 +64,11 @@ func vhostTraffic(t *testing.T, vppMode string) {
 	if free := freeHugepages(); free < 64 {
 		t.Skipf("testpmd's virtio_user needs 64 free 2 MB hugepages, %d free: `make deps-vpp` reserves 128 (vm.nr_hugepages)", free)
 	}
-	cmd := exec.Command(bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+vppMode+itoa(uint32(os.Getpid())),
-		"-d", filepath.Join(pmds, "librte_mempool_ring.so.23"), "-d", filepath.Join(pmds, "librte_net_virtio.so.23"),
+	cmd := exec.Command(tp.Bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+vppMode+itoa(uint32(os.Getpid())),
+		"-d", tp.PMDs[0], "-d", tp.PMDs[1],
 		"--vdev", vdev,
 		"--", "--forward-mode=icmpecho", "-a", "--total-num-mbufs=8192", "--no-mlockall")
-	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libdir)
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+tp.LibDir)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

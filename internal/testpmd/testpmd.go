@@ -33,11 +33,16 @@ type Env struct {
 	PMDs   []string
 }
 
-// Find locates testpmd: $TESTPMD_ROOT, else .cache/dpdk/root above the
-// current directory. EAL refuses to load plugins from a directory with a
-// world-writable ancestor (e.g. a checkout under /tmp); the PMDs are then
-// copied to a private directory first.
+// Find locates testpmd with the memif PMD (see FindPMDs).
 func Find() (*Env, error) {
+	return FindPMDs("librte_net_memif.so.23.0", "librte_mempool_ring.so.23.0")
+}
+
+// FindPMDs locates testpmd and the named PMDs: $TESTPMD_ROOT, else
+// .cache/dpdk/root above the current directory. EAL refuses to load
+// plugins from a directory with a world-writable ancestor (e.g. a checkout
+// under /tmp); the PMDs are then copied to a private directory first.
+func FindPMDs(names ...string) (*Env, error) {
 	root := os.Getenv("TESTPMD_ROOT")
 	if root == "" {
 		dir, err := os.Getwd()
@@ -64,7 +69,6 @@ func Find() (*Env, error) {
 		return nil, fmt.Errorf("testpmd: %s not found; %s", e.Bin, Install)
 	}
 	pmdDir := filepath.Join(e.LibDir, "dpdk", "pmds-23.0")
-	names := []string{"librte_net_memif.so.23.0", "librte_mempool_ring.so.23.0"}
 	for _, n := range names {
 		if _, err := os.Stat(filepath.Join(pmdDir, n)); err != nil {
 			return nil, fmt.Errorf("testpmd: PMD %s missing; %s", n, Install)
