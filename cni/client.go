@@ -87,3 +87,27 @@ func (c *Client) Get(ctx context.Context, path string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// Post sends in as JSON to path and decodes the JSON answer into out,
+// whatever the HTTP status (the body says what went wrong); the status is
+// returned for the caller to judge.
+func (c *Client) Post(ctx context.Context, path string, in, out any) (int, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://telcni-agent"+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+		return resp.StatusCode, fmt.Errorf("POST %s: %s: decode answer: %w", path, resp.Status, err)
+	}
+	return resp.StatusCode, nil
+}

@@ -112,7 +112,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := http.NewServeMux()
+	api.Handle("/", a.Handler())
+	api.Handle("POST "+vppagent.CLIPath, vppagent.CLIHandler(vpp)) // telcnictl vpp ...
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }() // owned: ends when srv is shut down below
 	log.Info("telcni agent ready", "socket", *socket, "state", *stateDir, "networks", *netDir)

@@ -17,6 +17,7 @@ import (
 	"github.com/telcni/telcni/agent"
 	"github.com/telcni/telcni/cni"
 	"github.com/telcni/telcni/ipam"
+	"github.com/telcni/telcni/vppagent"
 )
 
 const usage = `usage: telcnictl [-socket PATH] COMMAND
@@ -25,13 +26,14 @@ commands:
   pods      one line per pod interface: pod, container, interface, network, path, addresses, MAC
   ipam      one line per held address: network, address, holder
   status    the NPWG network-status of every attachment, as JSON
+  vpp CMD   a VPP CLI command through the agent's VPP connection (as vppctl), e.g. "vpp show interface"
 `
 
 func main() {
 	socket := flag.String("socket", cni.DefaultSocket, "the agent's unix socket")
 	flag.Usage = func() { fmt.Fprint(os.Stderr, usage); flag.PrintDefaults() }
 	flag.Parse()
-	if flag.NArg() != 1 {
+	if flag.NArg() < 1 || flag.Arg(0) != "vpp" && flag.NArg() != 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -46,6 +48,8 @@ func main() {
 		err = allocations(ctx, c, os.Stdout)
 	case "status":
 		err = status(ctx, c, os.Stdout)
+	case "vpp":
+		err = vppCLI(ctx, c, os.Stdout, strings.Join(flag.Args()[1:], " "))
 	default:
 		flag.Usage()
 		os.Exit(2)
@@ -113,4 +117,20 @@ func status(ctx context.Context, c *cni.Client, w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+func vppCLI(ctx context.Context, c *cni.Client, w io.Writer, command string) error {
+	if command == "" {
+		return fmt.Errorf("vpp: which command? e.g. telcnictl vpp show interface")
+	}
+	var reply vppagent.CLIReply
+	status, err := c.Post(ctx, vppagent.CLIPath, vppagent.CLIRequest{Command: command}, &reply)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(w, reply.Output)
+	if status != 200 {
+		return fmt.Errorf("vpp %q: %s", command, reply.Error)
+	}
+	return nil
 }
