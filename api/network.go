@@ -46,7 +46,8 @@ type Network struct {
 	PolicyRoutingTable int            `json:"policyRoutingTable,omitempty"`
 	Firewall           []FirewallRule `json:"firewall,omitempty"`
 	// VPP holds the options of memif and vhostuser networks (api/vpp.go).
-	VPP *VPPOptions `json:"vpp,omitempty"`
+	VPP   *VPPOptions   `json:"vpp,omitempty"`
+	SRIOV *SRIOVOptions `json:"sriov,omitempty"` // sriov and sriov-dpdk VF settings (api/sriov.go)
 }
 
 // Key identifies a network across namespaces ("ns/name", or "name" when

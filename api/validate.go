@@ -107,6 +107,7 @@ func (n *Network) validate(fe *fieldErrors, p string) {
 	default:
 		n.validatePathFields(fe, p, rule)
 		n.validateVPP(fe, p)
+		n.validateSRIOV(fe, p)
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		fe.add(join(p, "mtu"), n.MTU, "is out of range 68-65535")
