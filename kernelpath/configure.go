@@ -151,3 +151,17 @@ func deletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
 	}
 	return nil
 }
+
+// ConfigureLink turns a link already in the pod's netns (h works there) into
+// the pod interface: name, ownership alias, MAC, addresses, up, routes and
+// policy rules, as for kernelpath's own links. Paths that move an existing
+// device into the pod (sriov) use it.
+func ConfigureLink(h *netlink.Handle, link netlink.Link, req *attach.Request) (*attach.Interface, error) {
+	return configure(h, link, req)
+}
+
+// DeletePolicyRules removes the policy-routing rules ConfigureLink added
+// for the record (rules live in the netns, not on the link).
+func DeletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
+	return deletePolicyRules(h, rec)
+}
