@@ -23,6 +23,7 @@ const (
 	CodeAddressInUse  uint = 101 // a requested static address is held by another pod
 	CodePoolExhausted uint = 102 // no free address in the network's range
 	CodeCheckFailed   uint = 103 // CHECK found a difference from the record
+	CodeNoFreeDevice  uint = 104 // every usable device (SR-IOV VF) of the network is taken
 )
 
 // CodedError carries the CNI error code for an error.

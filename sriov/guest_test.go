@@ -172,7 +172,7 @@ func TestKernelVFLifecycle(t *testing.T) {
 
 	// Exhaustion.
 	_, err = p.Attach(ctx(t), request(n, nsC, "ctr-c", "192.0.2.3/24", ""))
-	if err == nil || !strings.Contains(err.Error(), "no free VF on PF "+pf.Name) || attach.CodeOf(err) != attach.CodeTryAgainLater {
+	if err == nil || !strings.Contains(err.Error(), "no free VF on PF "+pf.Name) || attach.CodeOf(err) != attach.CodeNoFreeDevice {
 		t.Fatalf("third pod on 2 VFs: err %v (code %d), want no free VF on PF %s", err, attach.CodeOf(err), pf.Name)
 	}
 	t.Logf("exhausted: %v", err)

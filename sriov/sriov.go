@@ -141,7 +141,7 @@ func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 		p.taken[vfKey(pf.Name, vf.Index)] = owner(req.ContainerID, req.IfName)
 		return pf, vf, drv, nil
 	}
-	return nil, VF{}, "", attach.Errorf(attach.CodeTryAgainLater, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
+	return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
 }
 
 func (p *Path) release(pf string, vf int, who string) {

@@ -23,6 +23,7 @@ import (
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
+	"github.com/telcni/telcni/sriov"
 	"github.com/telcni/telcni/vppagent"
 )
 
@@ -65,6 +66,11 @@ func run() error {
 	paths := map[api.PathKind]attach.Path{}
 	for _, k := range kernelpath.Kinds() {
 		paths[k] = kernel
+	}
+	// SR-IOV VFs of the node's PFs (sysfs and netlink, no vendor tools).
+	vfs := sriov.New(log.With("path", "sriov"))
+	for _, k := range sriov.Kinds() {
+		paths[k] = vfs
 	}
 	// VPP serves memif and vhostuser networks. The connection loop runs
 	// whether or not VPP is installed: only those networks wait for it.
