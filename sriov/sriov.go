@@ -289,8 +289,14 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 		return nil // nothing was taken
 	}
 	who := owner(rec.ContainerID, rec.IfName)
+	// The VF stays taken (claimed here if nothing held it, e.g. when
+	// start-up undoes an interrupted ADD before Retain) until it is reset,
+	// so no Attach can get it half-way through.
 	p.mu.Lock()
 	holder, held := p.taken[vfKey(pf, vf)]
+	if !held {
+		p.taken[vfKey(pf, vf)] = who
+	}
 	p.mu.Unlock()
 	if held && holder != who {
 		p.log.Warn("detach: VF is held by another attachment, left alone", "pf", pf, "vf", vf, "holder", holder, "record", who)
