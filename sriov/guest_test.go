@@ -25,7 +25,12 @@ import (
 // PF up, every VF on its kernel driver (igbvf) with a netdev in the host.
 func guestPF(t *testing.T, n int) (kernelguest.PF, []string) {
 	t.Helper()
-	pf := kernelguest.RequireSRIOV(t)
+	return guestPFHeld(t, kernelguest.RequireSRIOV(t), n)
+}
+
+// guestPFHeld is guestPF for a PF the test already holds.
+func guestPFHeld(t *testing.T, pf kernelguest.PF, n int) (kernelguest.PF, []string) {
+	t.Helper()
 	if pf.TotalVFs < n {
 		t.Fatalf("PF %s offers %d VFs, want %d", pf.Name, pf.TotalVFs, n)
 	}

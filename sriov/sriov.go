@@ -24,6 +24,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
@@ -360,9 +361,9 @@ func (p *Path) returnNetdev(rec *attach.Record, pci, hostName string) error {
 	if hostName != "" && link.Attrs().Name != hostName {
 		// Kernel names (eth%d) of netdevs moved away get reused: when
 		// another netdev took the name, the VF keeps its neutral one.
-		if other, err := p.host.LinkByName(hostName); err == nil && other.Attrs().ParentDev != pci {
+		if err := p.host.LinkSetName(link, hostName); errors.Is(err, unix.EEXIST) {
 			p.log.Info("detach: VF's host name is taken, keeping a neutral one", "pci", pci, "name", link.Attrs().Name, "hostName", hostName)
-		} else if err := p.host.LinkSetName(link, hostName); err != nil {
+		} else if err != nil {
 			return fmt.Errorf("rename VF %s netdev %s back to %s: %w", pci, link.Attrs().Name, hostName, err)
 		}
 	}
