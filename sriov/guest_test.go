@@ -64,6 +64,29 @@ func guestPFHeld(t *testing.T, pf kernelguest.PF, n int) (kernelguest.PF, []stri
 			t.Fatal(err)
 		}
 	}
+	// Creating VFs resets the igb PF, whose link then takes 2-3 s to come
+	// back; a node's VFs exist long before pods come. Wait until a VF gets
+	// its carrier, so that the tests measure the steady state.
+	vf0, err := netlink.LinkByName(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(vf0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		l, err := netlink.LinkByName(names[0])
+		if err == nil && l.Attrs().OperState == netlink.OperUp {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("VF %s has no carrier after 10s", names[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("VFs ready, carrier %s after they were made", time.Since(start).Round(time.Millisecond))
+	_ = netlink.LinkSetDown(vf0)
 	return pf, names
 }
 
@@ -128,6 +151,7 @@ func TestKernelVFLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("ADD kernel VF in %s: %+v", time.Since(start).Round(time.Millisecond), a.State)
+	start = time.Now()
 	b, err := p.Attach(ctx(t), request(n, nsB, "ctr-b", "192.0.2.2/24", macB))
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +191,20 @@ func TestKernelVFLifecycle(t *testing.T) {
 			t.Fatalf("CHECK: %v", err)
 		}
 	}
+	for _, ns := range []string{nsA, nsB} {
+		h := netnstest.Handle(t, ns)
+		for {
+			l, err := h.LinkByName("net1")
+			if err == nil && l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Since(start) > 15*time.Second {
+				t.Fatalf("net1 in %s not up: %v", ns, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("both pods' VFs operationally up %s after ADD of B started", time.Since(start).Round(time.Millisecond))
 	start = time.Now()
 	cctx, cancel := context.WithTimeout(ctx(t), 15*time.Second)
 	defer cancel()

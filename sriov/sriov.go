@@ -48,6 +48,9 @@ const vfioDriver = "vfio-pci"
 // netdevs to the initial netns asynchronously).
 var netdevTimeout = 10 * time.Second
 
+// carrierWait bounds how long Attach waits for a kernel VF's carrier.
+var carrierWait = 3 * time.Second
+
 // Path implements attach.Path and attach.Retainer for sriov and sriov-dpdk.
 type Path struct {
 	log  *slog.Logger
@@ -265,6 +268,19 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	iface, err := kernelpath.ConfigureLink(h, link, &creq)
 	if err != nil {
 		return nil, err
+	}
+	if o := req.Network.SRIOV; o == nil || o.LinkState != "disable" {
+		// A freshly probed VF gets its carrier a few hundred ms later;
+		// waiting (bounded) makes the interface usable when ADD returns.
+		// A VF whose PF has no link is not an error: the pod gets it down.
+		deadline := time.Now().Add(carrierWait)
+		for {
+			l, err := h.LinkByIndex(link.Attrs().Index)
+			if err != nil || l.Attrs().OperState == netlink.OperUp || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	iface.Sandbox = req.Netns
 	iface.DeviceInfo = &api.DeviceInfo{Type: api.DeviceInfoPCI, Version: api.DeviceInfoVersion,
