@@ -297,6 +297,10 @@ func TestKernelVFNetnsGoneBeforeDEL(t *testing.T) {
 		t.Fatalf("second DEL: %v", err)
 	}
 	nsB := netnstest.New(t)
+	// The pod already has a link with the VF's kernel name.
+	if err := netnstest.Handle(t, nsB).LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: hostNames[0]}}); err != nil {
+		t.Fatal(err)
+	}
 	b, err := p.Attach(ctx(t), request(n, nsB, "ctr-b", "192.0.2.2/24", ""))
 	if err != nil {
 		t.Fatalf("next pod after a DEL without netns: %v", err)

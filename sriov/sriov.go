@@ -244,22 +244,30 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	if err != nil {
 		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
 	}
-	state[stateHostName] = name
-	link, err := p.host.LinkByName(name)
+	// Found by PCI address from here on: udev may rename a new netdev
+	// (predictable names) at any moment.
+	link, err := p.hostLink(vf.PCI)
 	if err != nil {
-		return nil, fmt.Errorf("VF %d netdev %s: %w", vf.Index, name, err)
+		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
 	}
+	state[stateHostName] = link.Attrs().Name
 	if n := req.Network.MTU; n != 0 {
 		if err := p.host.LinkSetMTU(link, n); err != nil {
 			return nil, fmt.Errorf("set mtu %d on VF %d netdev %s: %w", n, vf.Index, name, err)
 		}
 	}
+	// Moved under a name derived from its PCI address: the kernel name
+	// (eth1, ...) may well exist in the pod already.
+	if tmp := neutralName(vf.PCI); link.Attrs().Name != tmp {
+		if err := p.host.LinkSetName(link, tmp); err != nil {
+			return nil, fmt.Errorf("rename VF %d netdev %s to %s: %w", vf.Index, link.Attrs().Name, tmp, err)
+		}
+	}
 	if err := p.host.LinkSetNsFd(link, int(target)); err != nil {
 		return nil, fmt.Errorf("move VF %d netdev %s into %s: %w", vf.Index, name, req.Netns, err)
 	}
-	link, err = h.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("find VF netdev %s in %s: %w", name, req.Netns, err)
+	if link = findByPCI(h, vf.PCI); link == nil {
+		return nil, fmt.Errorf("VF %d netdev %s not found in %s after the move", vf.Index, name, req.Netns)
 	}
 	// The MAC is the VF's, set through the PF: the VF driver must not be
 	// asked to change it (a PF may refuse a VF's own MAC change).
