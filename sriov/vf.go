@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
 )
 
 // settings is what a VF is configured with through its PF.
@@ -80,9 +81,14 @@ func apply(h *netlink.Handle, pf string, vf int, s settings) error {
 	if err != nil {
 		return err
 	}
+	// A setting the PF's driver refuses is the network's to change: CNI
+	// code 7, naming the network field.
 	fail := func(what string, err error) error {
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("PF %s VF %d: set %s: the PF's driver does not support it: %w", pf, vf, what, err)
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP):
+			return attach.Errorf(attach.CodeInvalidConfig, "PF %s VF %d: set %s: the PF's driver does not support it: %w", pf, vf, what, err)
+		case errors.Is(err, unix.EINVAL):
+			return attach.Errorf(attach.CodeInvalidConfig, "PF %s VF %d: set %s: the PF's driver refuses the value: %w", pf, vf, what, err)
 		}
 		return fmt.Errorf("PF %s VF %d: set %s: %w", pf, vf, what, err)
 	}
@@ -100,30 +106,42 @@ func apply(h *netlink.Handle, pf string, vf int, s settings) error {
 	}
 	if cur.Vlan != s.VLAN || cur.Qos != s.QoS {
 		if err := h.LinkSetVfVlanQos(link, vf, s.VLAN, s.QoS); err != nil {
-			return fail(fmt.Sprintf("vlan %d qos %d", s.VLAN, s.QoS), err)
+			return fail(fmt.Sprintf("vlan %d sriov.vlanQoS %d", s.VLAN, s.QoS), err)
 		}
 	}
 	if cur.Spoofchk != s.SpoofChk {
 		if err := h.LinkSetVfSpoofchk(link, vf, s.SpoofChk); err != nil {
-			return fail(fmt.Sprintf("spoofchk %v", s.SpoofChk), err)
+			return fail(fmt.Sprintf("sriov.spoofchk %v", s.SpoofChk), err)
 		}
 	}
 	if (cur.Trust != 0) != s.Trust {
 		if err := h.LinkSetVfTrust(link, vf, s.Trust); err != nil {
-			return fail(fmt.Sprintf("trust %v", s.Trust), err)
+			return fail(fmt.Sprintf("sriov.trust %v", s.Trust), err)
 		}
 	}
 	if cur.LinkState != s.LinkState {
 		if err := h.LinkSetVfState(link, vf, s.LinkState); err != nil {
-			return fail(fmt.Sprintf("link state %d", s.LinkState), err)
+			return fail("sriov.linkState "+linkStateName(s.LinkState), err)
 		}
 	}
 	if int(cur.MinTxRate) != s.MinTx || int(cur.MaxTxRate) != s.MaxTx {
 		if err := h.LinkSetVfRate(link, vf, s.MinTx, s.MaxTx); err != nil {
-			return fail(fmt.Sprintf("tx rate min %d max %d Mbps", s.MinTx, s.MaxTx), err)
+			return fail(fmt.Sprintf("sriov.minTxRate %d sriov.maxTxRate %d (Mbps)", s.MinTx, s.MaxTx), err)
 		}
 	}
 	return nil
+}
+
+func linkStateName(v uint32) string {
+	switch v {
+	case netlink.VF_LINK_STATE_AUTO:
+		return "auto"
+	case netlink.VF_LINK_STATE_ENABLE:
+		return "enable"
+	case netlink.VF_LINK_STATE_DISABLE:
+		return "disable"
+	}
+	return fmt.Sprint(v)
 }
 
 func isZero(m net.HardwareAddr) bool { return bytes.Equal(m, make(net.HardwareAddr, len(m))) }
@@ -140,7 +158,7 @@ func differs(cur *netlink.VfInfo, s settings) string {
 	case (cur.Trust != 0) != s.Trust:
 		return fmt.Sprintf("trust %v, want %v", cur.Trust != 0, s.Trust)
 	case cur.LinkState != s.LinkState:
-		return fmt.Sprintf("link state %d, want %d", cur.LinkState, s.LinkState)
+		return fmt.Sprintf("link state %s, want %s", linkStateName(cur.LinkState), linkStateName(s.LinkState))
 	case int(cur.MinTxRate) != s.MinTx || int(cur.MaxTxRate) != s.MaxTx:
 		return fmt.Sprintf("tx rate %d-%d Mbps, want %d-%d", cur.MinTxRate, cur.MaxTxRate, s.MinTx, s.MaxTx)
 	}
