@@ -332,3 +332,49 @@ func TestStatus(t *testing.T) {
 	}
 	_ = os.Remove(e.netDir + "/zz-bad.json")
 }
+
+func TestRetriedAddWithOtherNetworksFreesTheOld(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("changed")
+	e.mustAdd(p, "eth0", podConf(`fronthaul,userplane`))
+	// The runtime retries with another annotation (the pod was recreated
+	// with the same sandbox): what only the first attempt had is freed.
+	e.mustAdd(p, "eth0", podConf(`userplane`))
+	for _, a := range e.allocations() {
+		if a.Network == "fronthaul" {
+			t.Errorf("fronthaul address %v still held after the retry dropped that network", a.Address)
+		}
+	}
+	if r := e.call("DEL", p, "eth0", podConf("")); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	e.assertClean(p)
+}
+
+func TestAuditFreesAddressesNoRecordOwns(t *testing.T) {
+	e := newEnv(t)
+	kept := e.pod("kept")
+	e.mustAdd(kept, "eth0", podConf(`fronthaul`))
+	// An allocation without a record (as a bug or a hand-edited store could
+	// leave): the next start frees it and keeps the owned ones.
+	n, err := e.agent.networks.Network(context.Background(), "ran", "userplane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Update(func(tx *ipam.Tx) error {
+		_, err := tx.Allocate(n, ipam.Holder{ContainerID: "ghost", IfName: "net1"}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	allocs := e.allocations()
+	if len(allocs) != 2 { // kept's fronthaul v4 + v6
+		t.Fatalf("allocations after audit: %+v", allocs)
+	}
+	for _, a := range allocs {
+		if a.Holder.ContainerID != "cid-kept" {
+			t.Errorf("audit kept %+v", a)
+		}
+	}
+}
