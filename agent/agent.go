@@ -35,6 +35,7 @@ type Agent struct {
 	log      *slog.Logger
 	timeout  time.Duration
 	locks    keyedMutex
+	stats    callStats
 }
 
 // New returns an agent. Call Recover once before serving.

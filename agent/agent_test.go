@@ -378,3 +378,26 @@ func TestAuditFreesAddressesNoRecordOwns(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsCountCallsAndState(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("metrics")
+	e.mustAdd(p, "eth0", podConf(`fronthaul`))
+	e.call("ADD", e.pod("bad"), "eth0", podConf(`[{"name":"nope"}]`))
+	var b strings.Builder
+	if err := e.agent.WriteMetrics(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		`telcni_cni_calls_total{command="ADD",code="0"} 1`,
+		`telcni_cni_calls_total{command="ADD",code="7"} 1`,
+		`telcni_cni_call_seconds_count{command="ADD"} 2`,
+		`telcni_attachments{state="ready"} 1`,
+		`telcni_ipam_addresses_held{network="fronthaul"} 2`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+}
