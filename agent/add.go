@@ -33,11 +33,14 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 
 	// A repeated ADD (a runtime retrying) first removes the links of the
 	// earlier attempt but keeps its addresses, so the retry gets them back.
-	if prev, err := a.get(p.key); err == nil {
+	prev, err := a.get(p.key)
+	if err == nil {
 		a.detachAll(ctx, prev)
+	} else {
+		prev = nil
 	}
 
-	rec, err := a.reserve(call, p)
+	rec, err := a.reserve(call, p, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +78,10 @@ func requireEnv(call *cni.Call, needNetns bool) error {
 }
 
 // reserve allocates every interface's addresses and writes the pending
-// record, in one transaction.
-func (a *Agent) reserve(call *cni.Call, p *plan) (*Attachment, error) {
+// record, in one transaction. Addresses an earlier attempt (prev) held for
+// interfaces this plan no longer has are freed in the same transaction:
+// overwriting prev's record would otherwise orphan them.
+func (a *Agent) reserve(call *cni.Call, p *plan, prev *Attachment) (*Attachment, error) {
 	rec := &Attachment{
 		Key: p.key, ContainerID: call.ContainerID, IfName: call.IfName, Netns: call.Netns,
 		ConfigName: p.conf.Name, CNIVersion: p.conf.CNIVersion, Mode: p.mode, Pod: p.pod,
@@ -87,8 +92,11 @@ func (a *Agent) reserve(call *cni.Call, p *plan) (*Attachment, error) {
 	// interface (two interfaces on one network) would be refused.
 	routed := map[attach.Route]bool{}
 	err := a.store.Batch(func(tx *ipam.Tx) error {
-		clear(routed) // bbolt may not retry, but keep fn safe to re-run
+		clear(routed) // Batch may re-run fn: keep it idempotent
 		rec.Interfaces = rec.Interfaces[:0]
+		if err := releaseDropped(tx, prev, p); err != nil {
+			return err
+		}
 		for _, ip := range p.ifaces {
 			h := ipam.Holder{ContainerID: call.ContainerID, IfName: ip.ifName, PodNamespace: p.pod.Namespace, PodName: p.pod.Name}
 			ips, err := tx.Allocate(ip.network, h, ip.static)
@@ -162,4 +170,26 @@ func (a *Agent) attachAll(ctx context.Context, rec *Attachment) error {
 		}
 	}
 	return first
+}
+
+// releaseDropped frees what prev held on interfaces the new plan does not
+// make (same interface name on the same network is kept: Allocate hands the
+// addresses back).
+func releaseDropped(tx *ipam.Tx, prev *Attachment, p *plan) error {
+	if prev == nil {
+		return nil
+	}
+	kept := map[string]bool{}
+	for _, ip := range p.ifaces {
+		kept[ip.network.Key()+"\x00"+ip.ifName] = true
+	}
+	for _, r := range prev.Interfaces {
+		if kept[r.Network.Key()+"\x00"+r.IfName] {
+			continue
+		}
+		if _, err := tx.Release(r.Network.Key(), ipam.Holder{ContainerID: prev.ContainerID, IfName: r.IfName}); err != nil {
+			return fmt.Errorf("release %s of the earlier attempt: %w", r.IfName, err)
+		}
+	}
+	return nil
 }

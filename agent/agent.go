@@ -35,6 +35,7 @@ type Agent struct {
 	log      *slog.Logger
 	timeout  time.Duration
 	locks    keyedMutex
+	stats    callStats
 }
 
 // New returns an agent. Call Recover once before serving.
@@ -85,5 +86,37 @@ func (a *Agent) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover %s: %w", rec.Key, err)
 		}
 	}
+	if err := a.Audit(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	return a.retain(ctx)
+}
+
+// Audit frees every address that no attachment record accounts for. The
+// store writes allocations and records together, so there should be none;
+// the audit is the safety net DANM's users asked for after years of leaked
+// static addresses ("already in use" by pods long gone).
+func (a *Agent) Audit() error {
+	return a.store.Update(func(tx *ipam.Tx) error {
+		owned := map[string]bool{}
+		for _, key := range tx.RecordKeys() {
+			var rec Attachment
+			if err := tx.GetRecord(key, &rec); err != nil {
+				return err
+			}
+			for _, r := range rec.Interfaces {
+				owned[r.Network.Key()+"\x00"+rec.ContainerID+"\x00"+r.IfName] = true
+			}
+		}
+		for _, al := range tx.Allocations() {
+			if owned[al.Network+"\x00"+al.Holder.ContainerID+"\x00"+al.Holder.IfName] {
+				continue
+			}
+			a.log.Warn("audit: freeing an address no attachment owns", "network", al.Network, "address", al.Address, "holder", al.Holder.String())
+			if _, err := tx.Release(al.Network, al.Holder); err != nil {
+				return fmt.Errorf("audit: free %s: %w", al.Address, err)
+			}
+		}
+		return nil
+	})
 }

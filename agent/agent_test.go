@@ -332,3 +332,72 @@ func TestStatus(t *testing.T) {
 	}
 	_ = os.Remove(e.netDir + "/zz-bad.json")
 }
+
+func TestRetriedAddWithOtherNetworksFreesTheOld(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("changed")
+	e.mustAdd(p, "eth0", podConf(`fronthaul,userplane`))
+	// The runtime retries with another annotation (the pod was recreated
+	// with the same sandbox): what only the first attempt had is freed.
+	e.mustAdd(p, "eth0", podConf(`userplane`))
+	for _, a := range e.allocations() {
+		if a.Network == "fronthaul" {
+			t.Errorf("fronthaul address %v still held after the retry dropped that network", a.Address)
+		}
+	}
+	if r := e.call("DEL", p, "eth0", podConf("")); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	e.assertClean(p)
+}
+
+func TestAuditFreesAddressesNoRecordOwns(t *testing.T) {
+	e := newEnv(t)
+	kept := e.pod("kept")
+	e.mustAdd(kept, "eth0", podConf(`fronthaul`))
+	// An allocation without a record (as a bug or a hand-edited store could
+	// leave): the next start frees it and keeps the owned ones.
+	n, err := e.agent.networks.Network(context.Background(), "ran", "userplane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Update(func(tx *ipam.Tx) error {
+		_, err := tx.Allocate(n, ipam.Holder{ContainerID: "ghost", IfName: "net1"}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	allocs := e.allocations()
+	if len(allocs) != 2 { // kept's fronthaul v4 + v6
+		t.Fatalf("allocations after audit: %+v", allocs)
+	}
+	for _, a := range allocs {
+		if a.Holder.ContainerID != "cid-kept" {
+			t.Errorf("audit kept %+v", a)
+		}
+	}
+}
+
+func TestMetricsCountCallsAndState(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("metrics")
+	e.mustAdd(p, "eth0", podConf(`fronthaul`))
+	e.call("ADD", e.pod("bad"), "eth0", podConf(`[{"name":"nope"}]`))
+	var b strings.Builder
+	if err := e.agent.WriteMetrics(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		`telcni_cni_calls_total{command="ADD",code="0"} 1`,
+		`telcni_cni_calls_total{command="ADD",code="7"} 1`,
+		`telcni_cni_call_seconds_count{command="ADD"} 2`,
+		`telcni_attachments{state="ready"} 1`,
+		`telcni_ipam_addresses_held{network="fronthaul"} 2`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+}

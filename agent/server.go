@@ -47,6 +47,17 @@ func (a *Agent) serveCall(w http.ResponseWriter, r *http.Request) {
 
 // Dispatch runs one CNI call and returns the reply the plugin prints.
 func (a *Agent) Dispatch(ctx context.Context, call *cni.Call) *cni.Reply {
+	start := time.Now()
+	reply := a.dispatch(ctx, call)
+	var code uint
+	if reply.Error != nil {
+		code = reply.Error.Code
+	}
+	a.stats.observe(call.Command, code, time.Since(start))
+	return reply
+}
+
+func (a *Agent) dispatch(ctx context.Context, call *cni.Call) *cni.Reply {
 	var err error
 	var result json.RawMessage
 	switch call.Command {

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/acl"
 	afpacket "go.fd.io/govpp/binapi/af_packet"
 	afxdp "go.fd.io/govpp/binapi/af_xdp"
 	"go.fd.io/govpp/binapi/arp"
@@ -102,6 +103,12 @@ var Groups = []Group{
 	{Name: "af_xdp", Optional: true, Messages: []api.Message{
 		&afxdp.AfXdpCreateV3{}, &afxdp.AfXdpCreateV3Reply{},
 		&afxdp.AfXdpDelete{}, &afxdp.AfXdpDeleteReply{},
+	}},
+	{Name: "acl", Optional: true, Messages: []api.Message{
+		&acl.ACLAddReplace{}, &acl.ACLAddReplaceReply{},
+		&acl.ACLDel{}, &acl.ACLDelReply{},
+		&acl.ACLDump{}, &acl.ACLDetails{},
+		&acl.ACLInterfaceSetACLList{}, &acl.ACLInterfaceSetACLListReply{},
 	}},
 	{Name: "avf", Optional: true, Messages: []api.Message{
 		&avf.AvfCreate{}, &avf.AvfCreateReply{},

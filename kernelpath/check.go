@@ -60,7 +60,7 @@ func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
 			return fail("route %s via %s table %d missing", want.Dst, want.Gw, want.Table)
 		}
 	}
-	return nil
+	return checkFirewall(target, rec)
 }
 
 // allTables (RT_TABLE_UNSPEC) with RT_FILTER_TABLE lists routes of every table.

@@ -88,6 +88,9 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 		return nil, err
 	}
 	iface, err := configure(h, link, req)
+	if err == nil {
+		err = applyFirewall(target, req)
+	}
 	if err != nil {
 		if derr := h.LinkDel(link); derr != nil {
 			p.log.Warn("rollback: delete link", "netns", req.Netns, "ifname", req.IfName, "err", derr)
@@ -116,6 +119,9 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 	}
 	defer h.Close()
 	if err := deletePolicyRules(h, rec); err != nil {
+		return err
+	}
+	if err := removeFirewall(target, rec); err != nil {
 		return err
 	}
 	link, err := h.LinkByName(rec.IfName)

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/acl"
 	afpacket "go.fd.io/govpp/binapi/af_packet"
 	"go.fd.io/govpp/binapi/arp"
 	interfaces "go.fd.io/govpp/binapi/interface"
@@ -36,6 +37,7 @@ type fakeVPP struct {
 	socks  map[uint32]string
 	routes map[string]uint32 // "table/prefix" -> sw_if_index
 	proxy  map[string]bool   // proxy ARP ranges and ND proxies
+	acls   map[uint32]string // ACL index -> tag
 	calls  []string
 }
 
@@ -162,6 +164,25 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		}
 		f.socks[id] = r.SocketFilename
 		return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
+	case *acl.ACLDump:
+		var out []api.Message
+		for id, tag := range f.acls {
+			out = append(out, &acl.ACLDetails{ACLIndex: id, Tag: tag})
+		}
+		return append(out, &memclnt.ControlPingReply{})
+	case *acl.ACLAddReplace:
+		if f.acls == nil {
+			f.acls = map[uint32]string{}
+		}
+		f.next++
+		f.acls[f.next] = r.Tag
+		return []api.Message{&acl.ACLAddReplaceReply{ACLIndex: f.next}}
+	case *acl.ACLDel:
+		_, ok := f.acls[r.ACLIndex]
+		delete(f.acls, r.ACLIndex)
+		return []api.Message{&acl.ACLDelReply{Retval: rv(ok)}}
+	case *acl.ACLInterfaceSetACLList:
+		return []api.Message{&acl.ACLInterfaceSetACLListReply{Retval: rv(idxOK(r.SwIfIndex))}}
 	case *memif.MemifSocketFilenameDump:
 		var out []api.Message
 		for id, s := range f.socks {

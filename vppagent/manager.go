@@ -138,6 +138,9 @@ func (m *Manager) needs(n *Network) error {
 	if n.Uplink != nil && n.Uplink.Kind != UplinkDPDK {
 		want = append(want, n.Uplink.Kind)
 	}
+	if len(n.Firewall) > 0 {
+		want = append(want, "acl")
+	}
 	missing := m.conn.MissingPlugins()
 	for _, g := range want {
 		for _, x := range missing {

@@ -72,6 +72,8 @@ type Network struct {
 	VLAN   int     `json:"vlan,omitempty"`
 	MTU    int     `json:"mtu,omitempty"`
 	Table  uint32  `json:"table,omitempty"` // L3: VPP FIB table; 0 is the default table
+	// Firewall is enforced with VPP ACLs on each pod interface.
+	Firewall []FirewallRule `json:"firewall,omitempty"`
 }
 
 // Validate reports the first thing VPP could not build.

@@ -131,6 +131,13 @@ func NetworkFromAPI(n *api.Network) Network {
 	default:
 		out.Kind = Kind(n.Path)
 	}
+	for _, r := range n.Firewall {
+		fr := FirewallRule{Direction: r.Direction, Drop: r.Action == "drop", Protocol: r.Protocol, Ports: r.Ports}
+		if r.CIDR != "" {
+			fr.CIDR = netip.MustParsePrefix(r.CIDR).Masked() // validated by api
+		}
+		out.Firewall = append(out.Firewall, fr)
+	}
 	if v := n.VPP; v != nil {
 		out.L3, out.Table = v.Routed, v.Table
 		out.Memif.Socket, out.Memif.Queues, out.Memif.RingSize, out.Memif.BufferSize = v.Socket, v.Queues, v.RingSize, v.BufferSize

@@ -118,7 +118,16 @@ func (m *Manager) createPodIf(ctx context.Context, v *vpp, rec *Record) (uint32,
 }
 
 // configurePod joins the interface to its network and brings it up.
+// configurePod applies the pod interface's configuration, then its
+// firewall; both are idempotent, so reconcile re-applies them to repair drift.
 func (m *Manager) configurePod(ctx context.Context, v *vpp, st *state, rec *Record) error {
+	if err := m.configurePodLink(ctx, v, st, rec); err != nil {
+		return err
+	}
+	return m.applyFirewall(ctx, v, rec)
+}
+
+func (m *Manager) configurePodLink(ctx context.Context, v *vpp, st *state, rec *Record) error {
 	n := &rec.Spec.Network
 	idx := rec.SwIfIndex
 	if n.MTU > 0 {
@@ -206,6 +215,11 @@ func (m *Manager) deletePod(ctx context.Context, v *vpp, rec Record) error {
 			}
 		}
 		if err := m.deleteIf(ctx, v, i); err != nil {
+			return err
+		}
+	}
+	if len(rec.Spec.Network.Firewall) > 0 {
+		if err := m.removeFirewall(ctx, v, tag); err != nil {
 			return err
 		}
 	}

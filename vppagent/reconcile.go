@@ -107,6 +107,9 @@ func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := m.removeOrphanACLs(ctx, v, want); err != nil {
+		errs = append(errs, err)
+	}
 	bds, err := v.bridgeDomains(ctx)
 	if err != nil {
 		return errors.Join(append(errs, err)...)

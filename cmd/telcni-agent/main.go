@@ -96,7 +96,11 @@ func run() error {
 	defer func() { stop(); <-vppDone }()
 	if *metricsAddr != "" {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", vpp.MetricsHandler())
+		mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// One scrape: the agent's own metrics, then VPP's counters.
+			a.MetricsHandler().ServeHTTP(w, r)
+			vpp.MetricsHandler().ServeHTTP(w, r)
+		}))
 		msrv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { // owned: closed when run returns
 			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -17,10 +17,20 @@ func UDPEcho(ctx context.Context, fromNS, toNS string, to netip.Addr) (netip.Add
 
 // UDPEchoFrom is UDPEcho with the sender bound to from (zero: any).
 func UDPEchoFrom(ctx context.Context, fromNS string, from netip.Addr, toNS string, to netip.Addr) (netip.Addr, error) {
+	return udpEcho(ctx, fromNS, from, toNS, netip.AddrPortFrom(to, 0))
+}
+
+// UDPEchoPort is UDPEcho to a given port (firewall tests).
+func UDPEchoPort(ctx context.Context, fromNS, toNS string, to netip.AddrPort) (netip.Addr, error) {
+	return udpEcho(ctx, fromNS, netip.Addr{}, toNS, to)
+}
+
+func udpEcho(ctx context.Context, fromNS string, from netip.Addr, toNS string, toAP netip.AddrPort) (netip.Addr, error) {
+	to := toAP.Addr()
 	var conn *net.UDPConn
 	err := Do(toNS, func() error {
 		var err error
-		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: to.AsSlice()})
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: to.AsSlice(), Port: int(toAP.Port())})
 		return err
 	})
 	if err != nil {

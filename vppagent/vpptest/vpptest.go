@@ -98,7 +98,7 @@ plugins {
 }
 `
 
-var testPlugins = []string{"memif_plugin.so", "vhost_plugin.so", "af_packet_plugin.so", "af_xdp_plugin.so", "ping_plugin.so", "arping_plugin.so"}
+var testPlugins = []string{"memif_plugin.so", "vhost_plugin.so", "af_packet_plugin.so", "af_xdp_plugin.so", "acl_plugin.so", "ping_plugin.so", "arping_plugin.so"}
 
 // Start runs a VPP for t and stops it at cleanup; it skips t when no VPP
 // binary is installed.

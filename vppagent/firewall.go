@@ -1,0 +1,176 @@
+package vppagent
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"go.fd.io/govpp/binapi/acl_types"
+	"go.fd.io/govpp/binapi/ip_types"
+)
+
+// FirewallRule is one of the network's filter rules (api.FirewallRule).
+type FirewallRule struct {
+	Direction string       `json:"direction"` // ingress (to the pod) | egress (from the pod)
+	Drop      bool         `json:"drop,omitempty"`
+	Protocol  string       `json:"protocol,omitempty"`
+	CIDR      netip.Prefix `json:"cidr,omitzero"`
+	Ports     []int        `json:"ports,omitempty"`
+}
+
+var aclProtocols = map[string]ip_types.IPProto{
+	"tcp": ip_types.IP_API_PROTO_TCP, "udp": ip_types.IP_API_PROTO_UDP, "sctp": ip_types.IP_API_PROTO_SCTP,
+	"icmp": ip_types.IP_API_PROTO_ICMP, "icmpv6": ip_types.IP_API_PROTO_ICMP6,
+}
+
+// aclTag names a pod interface's ACL for one direction, so that reconcile
+// can tell whose it is. VPP's ACL tags hold 63 bytes and a pod tag may use
+// them all, so the pod tag is hashed: "telcni:acl:<hash>:<dir>".
+func aclTag(podTag, dir string) string {
+	h := fnv.New64a()
+	h.Write([]byte(podTag))
+	return fmt.Sprintf("%sacl:%016x:%s", tagPrefix, h.Sum64(), dir)
+}
+
+// aclRules translates the network's rules for one direction into a VPP
+// ACL. The pod's ingress is traffic VPP sends out of the pod interface, so
+// its peer is the source; egress the reverse. VPP ends an ACL with an
+// implicit deny, while telcni's rules accept what no rule matches: the ACL
+// ends with permit-any for both families.
+func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
+	any4 := netip.MustParsePrefix("0.0.0.0/0")
+	any6 := netip.MustParsePrefix("::/0")
+	var out []acl_types.ACLRule
+	for _, r := range rules {
+		if r.Direction != dir {
+			continue
+		}
+		peers := []netip.Prefix{r.CIDR}
+		if !r.CIDR.IsValid() {
+			peers = []netip.Prefix{any4, any6}
+		}
+		ports := r.Ports
+		if len(ports) == 0 {
+			ports = []int{-1}
+		}
+		for _, peer := range peers {
+			if (r.Protocol == "icmp" && peer.Addr().Is6()) || (r.Protocol == "icmpv6" && peer.Addr().Is4()) {
+				continue
+			}
+			local := any4
+			if peer.Addr().Is6() {
+				local = any6
+			}
+			for _, port := range ports {
+				rule := acl_types.ACLRule{IsPermit: acl_types.ACL_ACTION_API_PERMIT, Proto: aclProtocols[r.Protocol],
+					SrcportOrIcmptypeLast: 65535, DstportOrIcmpcodeLast: 65535}
+				if r.Drop {
+					rule.IsPermit = acl_types.ACL_ACTION_API_DENY
+				}
+				if r.Protocol == "icmp" || r.Protocol == "icmpv6" {
+					rule.SrcportOrIcmptypeLast, rule.DstportOrIcmpcodeLast = 255, 255
+				}
+				if port >= 0 {
+					rule.DstportOrIcmpcodeFirst, rule.DstportOrIcmpcodeLast = uint16(port), uint16(port)
+				}
+				if dir == "ingress" {
+					rule.SrcPrefix, rule.DstPrefix = toPrefix(peer), toPrefix(local)
+				} else {
+					rule.SrcPrefix, rule.DstPrefix = toPrefix(local), toPrefix(peer)
+				}
+				out = append(out, rule)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	for _, p := range []netip.Prefix{any4, any6} {
+		out = append(out, acl_types.ACLRule{IsPermit: acl_types.ACL_ACTION_API_PERMIT, SrcPrefix: toPrefix(p), DstPrefix: toPrefix(p),
+			SrcportOrIcmptypeLast: 65535, DstportOrIcmpcodeLast: 65535})
+	}
+	return out
+}
+
+// applyFirewall (re)creates the pod interface's ACLs and binds them: the
+// pod's egress as VPP input, its ingress as VPP output.
+func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error {
+	if len(rec.Spec.Network.Firewall) == 0 {
+		return nil
+	}
+	// Re-applied on every reconcile: unbind, then replace (VPP refuses to
+	// delete an ACL an interface still uses).
+	if err := v.setACLs(ctx, rec.SwIfIndex, nil, nil); err != nil {
+		return err
+	}
+	if err := m.removeFirewall(ctx, v, rec.Spec.Tag()); err != nil {
+		return err
+	}
+	var in, out []uint32
+	for _, dir := range []string{"egress", "ingress"} {
+		rules := aclRules(rec.Spec.Network.Firewall, dir)
+		if rules == nil {
+			continue
+		}
+		idx, err := v.aclAdd(ctx, aclTag(rec.Spec.Tag(), dir), rules)
+		if err != nil {
+			return err
+		}
+		if dir == "egress" {
+			in = append(in, idx)
+		} else {
+			out = append(out, idx)
+		}
+	}
+	return v.setACLs(ctx, rec.SwIfIndex, in, out)
+}
+
+// removeFirewall deletes the ACLs of the pod interface tagged podTag (the
+// interface itself must be gone or unbound first: VPP refuses to delete an
+// ACL in use, so callers delete the interface before, or rebind).
+func (m *Manager) removeFirewall(ctx context.Context, v *vpp, podTag string) error {
+	if slices.Contains(m.conn.MissingPlugins(), "acl") {
+		return nil
+	}
+	all, err := v.acls(ctx)
+	if err != nil {
+		return err
+	}
+	for idx, tag := range all {
+		if tag == aclTag(podTag, "ingress") || tag == aclTag(podTag, "egress") {
+			if err := v.aclDel(ctx, idx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeOrphanACLs deletes telcni's ACLs whose pod interface no record owns.
+func (m *Manager) removeOrphanACLs(ctx context.Context, v *vpp, owned map[string]bool) error {
+	if slices.Contains(m.conn.MissingPlugins(), "acl") {
+		return nil
+	}
+	all, err := v.acls(ctx)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for podTag := range owned {
+		keep[aclTag(podTag, "ingress")] = true
+		keep[aclTag(podTag, "egress")] = true
+	}
+	for idx, tag := range all {
+		if !strings.HasPrefix(tag, tagPrefix+"acl:") || keep[tag] {
+			continue
+		}
+		m.log.Info("removing unowned ACL", "acl", idx, "tag", tag)
+		if err := v.aclDel(ctx, idx); err != nil {
+			return fmt.Errorf("remove orphan ACL %d: %w", idx, err)
+		}
+	}
+	return nil
+}

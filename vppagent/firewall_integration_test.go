@@ -1,0 +1,56 @@
+package vppagent
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telcni/telcni/vppagent/vpptest"
+)
+
+// TestVPPFirewallACLs: a network rule "ingress drop icmp from 10.9.0.1"
+// becomes VPP ACLs on every pod interface: pod A's pings are dropped on
+// their way into pod B, while B and C, not matched, still ping each other.
+// DEL removes the ACLs; an ACL nobody owns is removed by reconcile.
+func TestVPPFirewallACLs(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	a := startAgent(t, v, recDir(t), shortTemp(t))
+	ctx := context.Background()
+	n := l2Net()
+	n.Firewall = []FirewallRule{{Direction: "ingress", Drop: true, Protocol: "icmp", CIDR: pfx("10.9.0.1/32")}}
+	var recs []*Record
+	for i, cid := range []string{cidA, cidB, "2a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"} {
+		r, err := a.m.Add(ctx, PodInterface{ContainerID: cid, IfName: "fh0", Netns: newNetns(t), Network: n,
+			IPs: []netip.Prefix{pfx([]string{"10.9.0.1/24", "10.9.0.2/24", "10.9.0.3/24"}[i])}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if acls := v.MustCLI("show acl-plugin acl"); strings.Count(acls, "telcni:") != 3 {
+		t.Fatalf("want one ingress ACL per pod interface:\n%s", acls)
+	}
+	p := startPods(t)
+	pa := p.add(recs[0], "02:00:00:00:00:0a")
+	pb := p.add(recs[1], "02:00:00:00:00:0b")
+	pc := p.add(recs[2], "02:00:00:00:00:0c")
+	mustPing(t, pb, pc.ip, pc.ip, 1, 10*time.Second)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := pa.ping(short, pb.ip, pb.ip, 2); err == nil {
+		t.Fatal("pod A's ping reached pod B despite the drop rule")
+	}
+
+	// An ACL with telcni's tag that no record owns goes at reconcile.
+	v.MustCLI("set acl-plugin acl deny tag telcni:acl:00000000deadbeef:ingress")
+	for _, r := range recs {
+		if err := a.m.Del(ctx, r.Spec.Key()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acls := v.MustCLI("show acl-plugin acl"); strings.Contains(acls, "telcni:") {
+		t.Errorf("ACLs left after DEL and reconcile:\n%s", acls)
+	}
+}
