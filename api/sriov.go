@@ -60,6 +60,10 @@ func ParseVFList(s string) ([]int, error) {
 }
 
 func (n *Network) validateSRIOV(fe *fieldErrors, p string) {
+	if n.Path == PathSRIOVDPDK && len(n.Firewall) > 0 {
+		// The DPDK application drives the VF itself: no kernel sees its packets.
+		fe.add(join(p, "firewall"), "[...]", "cannot be enforced on path %s (the VF bypasses the kernel)", n.Path)
+	}
 	o := n.SRIOV
 	if o == nil {
 		return

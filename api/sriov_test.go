@@ -19,19 +19,20 @@ func TestParseNetworkSRIOVOptions(t *testing.T) {
 		t.Fatalf("sriov options %+v", o)
 	}
 	bad := map[string]string{
-		`{"name":"a","path":"macvlan","master":"eth1","sriov":{}}`:                        `sriov: "{...}" is not used by path macvlan`,
-		`{"name":"a","path":"memif","sriov":{"vfs":"1"}}`:                                 `sriov: "{...}" is not used by path memif`,
-		`{"name":"a","path":"sriov","master":"p0","vlan":5,"sriov":{"vlanQoS":8}}`:        `sriov.vlanQoS: 8 is out of range 0-7`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"vlanQoS":3}}`:                 `sriov.vlanQoS: 3 needs vlan`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"vfs":"3-1"}}`:                 `sriov.vfs: "3-1" is not a VF list`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"vfs":"x"}}`:                   `sriov.vfs: "x" is not a VF list`,
-		`{"name":"a","path":"sriov-dpdk","master":"p0","sriov":{"linkState":"up"}}`:       `sriov.linkState: "up" is not auto, enable or disable`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"maxTxRate":-1}}`:              `sriov.maxTxRate: -1 is negative`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":-2}}`:              `sriov.minTxRate: -2 is negative`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":9,"maxTxRate":5}}`: `sriov.minTxRate: 9 is above maxTxRate 5`,
-		`{"name":"a","path":"sriov","master":"p0","vlan":5000}`:                           `vlan: 5000 is out of range 1-4094`,
-		`{"name":"a","path":"sriov","sriov":{}}`:                                          `master: is required by path sriov`,
-		`{"name":"a","path":"sriov","master":"p0","sriov":{"bogus":1}}`:                   `bogus`,
+		`{"name":"a","path":"macvlan","master":"eth1","sriov":{}}`:                                            `sriov: "{...}" is not used by path macvlan`,
+		`{"name":"a","path":"memif","sriov":{"vfs":"1"}}`:                                                     `sriov: "{...}" is not used by path memif`,
+		`{"name":"a","path":"sriov","master":"p0","vlan":5,"sriov":{"vlanQoS":8}}`:                            `sriov.vlanQoS: 8 is out of range 0-7`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"vlanQoS":3}}`:                                     `sriov.vlanQoS: 3 needs vlan`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"vfs":"3-1"}}`:                                     `sriov.vfs: "3-1" is not a VF list`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"vfs":"x"}}`:                                       `sriov.vfs: "x" is not a VF list`,
+		`{"name":"a","path":"sriov-dpdk","master":"p0","sriov":{"linkState":"up"}}`:                           `sriov.linkState: "up" is not auto, enable or disable`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"maxTxRate":-1}}`:                                  `sriov.maxTxRate: -1 is negative`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":-2}}`:                                  `sriov.minTxRate: -2 is negative`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":9,"maxTxRate":5}}`:                     `sriov.minTxRate: 9 is above maxTxRate 5`,
+		`{"name":"a","path":"sriov","master":"p0","vlan":5000}`:                                               `vlan: 5000 is out of range 1-4094`,
+		`{"name":"a","path":"sriov","sriov":{}}`:                                                              `master: is required by path sriov`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"bogus":1}}`:                                       `bogus`,
+		`{"name":"a","path":"sriov-dpdk","master":"p0","firewall":[{"direction":"ingress","action":"drop"}]}`: `firewall: "[...]" cannot be enforced on path sriov-dpdk`,
 	}
 	for in, want := range bad {
 		_, err := ParseNetwork([]byte(in))

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/attach"
@@ -164,4 +165,19 @@ func ConfigureLink(h *netlink.Handle, link netlink.Link, req *attach.Request) (*
 // for the record (rules live in the netns, not on the link).
 func DeletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
 	return deletePolicyRules(h, rec)
+}
+
+// ApplyFirewall, RemoveFirewall and CheckFirewall are the network's
+// nftables rules for a pod interface (in the pod's netns target), for paths
+// that move an existing device into the pod (sriov).
+func ApplyFirewall(target netns.NsHandle, req *attach.Request) error {
+	return applyFirewall(target, req)
+}
+
+func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
+	return removeFirewall(target, rec)
+}
+
+func CheckFirewall(target netns.NsHandle, rec *attach.Record) error {
+	return checkFirewall(target, rec)
 }

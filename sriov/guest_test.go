@@ -138,7 +138,10 @@ func ctx(t *testing.T) context.Context { return t.Context() }
 func TestKernelVFLifecycle(t *testing.T) {
 	pf, hostNames := guestPF(t, 2)
 	p := newPath(t)
-	n := &api.Network{Name: "fh", Path: api.PathSRIOV, Master: pf.Name, VLAN: 100}
+	// The firewall (kernelpath's nftables rules in the pod) applies to a
+	// kernel VF too: installed at ADD, verified by CHECK, removed at DEL.
+	n := &api.Network{Name: "fh", Path: api.PathSRIOV, Master: pf.Name, VLAN: 100,
+		Firewall: []api.FirewallRule{{Direction: "ingress", Action: "drop", Protocol: "tcp", Ports: []int{23}}}}
 	if err := n.Validate(); err != nil {
 		t.Fatal(err)
 	}

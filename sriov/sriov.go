@@ -277,6 +277,9 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	if err != nil {
 		return nil, err
 	}
+	if err := kernelpath.ApplyFirewall(target, req); err != nil {
+		return nil, err
+	}
 	if o := req.Network.SRIOV; o == nil || o.LinkState != "disable" {
 		// A freshly probed VF gets its carrier a few hundred ms later;
 		// waiting (bounded) makes the interface usable when ADD returns.
@@ -410,6 +413,9 @@ func (p *Path) fromPod(target netns.NsHandle, rec *attach.Record, pci, hostName 
 		return nil
 	}
 	_ = kernelpath.DeletePolicyRules(h, rec)
+	if err := kernelpath.RemoveFirewall(target, rec); err != nil {
+		return err
+	}
 	if err := h.LinkSetDown(link); err != nil {
 		return fmt.Errorf("set %s down in %s: %w", link.Attrs().Name, rec.Netns, err)
 	}
@@ -520,7 +526,7 @@ func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		return fail("%s is down", rec.IfName)
 	}
-	return nil
+	return kernelpath.CheckFirewall(target, rec)
 }
 
 // Retain rebuilds which VFs are taken from the records of ready
