@@ -112,7 +112,7 @@ const window = 512
 // on a full ring, a direct pair blocks). It reports received Mpps and the
 // share lost.
 func blast(b *testing.B, tx, rx *memif.Conn, frame []byte) {
-	drain(rx)
+	drainRx(rx)
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
@@ -164,7 +164,7 @@ done:
 	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "loss%")
 }
 
-func drain(c *memif.Conn) {
+func drainRx(c *memif.Conn) {
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)

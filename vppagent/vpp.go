@@ -107,3 +107,18 @@ func isAlreadyExists(err error) bool {
 	}
 	return strings.Contains(err.Error(), "already exists")
 }
+
+// drain reads a dump's replies to the end of the stream, handing each to
+// fn. govpp ends a dump stream with io.EOF.
+func drain[D any](recv func() (D, error), fn func(D)) error {
+	for {
+		d, err := recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(d)
+	}
+}

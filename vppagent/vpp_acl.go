@@ -2,9 +2,7 @@ package vppagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"go.fd.io/govpp/binapi/acl"
 	"go.fd.io/govpp/binapi/acl_types"
@@ -37,16 +35,10 @@ func (v *vpp) acls(ctx context.Context) (map[uint32]string, error) {
 		return nil, fmt.Errorf("dump ACLs: %w", err)
 	}
 	out := map[uint32]string{}
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump ACLs: %w", err)
-		}
-		out[d.ACLIndex] = d.Tag
+	if err := drain(s.Recv, func(d *acl.ACLDetails) { out[d.ACLIndex] = d.Tag }); err != nil {
+		return nil, fmt.Errorf("dump ACLs: %w", err)
 	}
+	return out, nil
 }
 
 // setACLs applies input then output ACLs to an interface (replacing any).

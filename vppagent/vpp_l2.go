@@ -2,9 +2,7 @@ package vppagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
@@ -18,16 +16,10 @@ func (v *vpp) bridgeDomains(ctx context.Context) (map[uint32]string, error) {
 		return nil, fmt.Errorf("dump bridge domains: %w", err)
 	}
 	out := map[uint32]string{}
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump bridge domains: %w", err)
-		}
-		out[d.BdID] = d.BdTag
+	if err := drain(s.Recv, func(d *l2.BridgeDomainDetails) { out[d.BdID] = d.BdTag }); err != nil {
+		return nil, fmt.Errorf("dump bridge domains: %w", err)
 	}
+	return out, nil
 }
 
 // bdMembers lists the interfaces in bridge domain id.
@@ -38,18 +30,15 @@ func (v *vpp) bdMembers(ctx context.Context, id uint32) ([]uint32, error) {
 		return nil, fmt.Errorf("dump bridge domain %d: %w", id, err)
 	}
 	var out []uint32
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump bridge domain %d: %w", id, err)
-		}
+	err = drain(s.Recv, func(d *l2.BridgeDomainDetails) {
 		for _, m := range d.SwIfDetails {
 			out = append(out, uint32(m.SwIfIndex))
 		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dump bridge domain %d: %w", id, err)
 	}
+	return out, nil
 }
 
 func (v *vpp) bridgeDomainAdd(ctx context.Context, id uint32, tag string) error {

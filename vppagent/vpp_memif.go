@@ -2,9 +2,7 @@ package vppagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/memif"
@@ -35,16 +33,10 @@ func (v *vpp) memifSockets(ctx context.Context) (map[uint32]string, error) {
 		return nil, fmt.Errorf("dump memif sockets: %w", err)
 	}
 	out := map[uint32]string{}
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump memif sockets: %w", err)
-		}
-		out[d.SocketID] = d.SocketFilename
+	if err := drain(s.Recv, func(d *memif.MemifSocketFilenameDetails) { out[d.SocketID] = d.SocketFilename }); err != nil {
+		return nil, fmt.Errorf("dump memif sockets: %w", err)
 	}
+	return out, nil
 }
 
 func (v *vpp) memifCreate(ctx context.Context, socketID, id uint32, o MemifOptions) (uint32, error) {
