@@ -65,17 +65,10 @@ func (a *Agent) path(n *api.Network) (attach.Path, error) {
 // will retry or DEL; either works on a clean slate.
 func (a *Agent) Recover(ctx context.Context) error {
 	var pending []*Attachment
-	err := a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			if rec.State != StateReady {
-				pending = append(pending, &rec)
-			}
+	err := a.forEachRecord(func(rec *Attachment) {
+		if rec.State != StateReady {
+			pending = append(pending, rec)
 		}
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("recover: read records: %w", err)
@@ -99,14 +92,13 @@ func (a *Agent) Recover(ctx context.Context) error {
 func (a *Agent) Audit() error {
 	return a.store.Update(func(tx *ipam.Tx) error {
 		owned := map[string]bool{}
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
+		err := eachRecord(tx, func(rec *Attachment) {
 			for _, r := range rec.Interfaces {
 				owned[r.Network.Key()+"\x00"+rec.ContainerID+"\x00"+r.IfName] = true
 			}
+		})
+		if err != nil {
+			return err
 		}
 		for _, al := range tx.Allocations() {
 			if owned[al.Network+"\x00"+al.Holder.ContainerID+"\x00"+al.Holder.IfName] {

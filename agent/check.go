@@ -53,17 +53,10 @@ func (a *Agent) GC(ctx context.Context, call *cni.Call) error {
 		valid[recordKey(v.ContainerID, v.IfName)] = true
 	}
 	var stale []string
-	err = a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			if rec.ConfigName == c.Name && !valid[key] {
-				stale = append(stale, key)
-			}
+	err = a.forEachRecord(func(rec *Attachment) {
+		if rec.ConfigName == c.Name && !valid[rec.Key] {
+			stale = append(stale, rec.Key)
 		}
-		return nil
 	})
 	if err != nil {
 		return attach.Errorf(attach.CodeIOFailure, "GC: read records: %v", err)
@@ -80,19 +73,6 @@ func (a *Agent) GC(ctx context.Context, call *cni.Call) error {
 		a.log.Warn("host link sync after GC", "err", err)
 	}
 	return nil
-}
-
-func (a *Agent) delKey(ctx context.Context, key string) error {
-	unlock := a.locks.lock(key)
-	defer unlock()
-	rec, err := a.get(key)
-	if errors.Is(err, ipam.ErrNoRecord) {
-		return nil
-	}
-	if err != nil {
-		return attach.Errorf(attach.CodeIOFailure, "read attachment %s: %v", key, err)
-	}
-	return a.teardown(ctx, rec, true)
 }
 
 // Status reports whether the agent can serve ADDs: its store and network

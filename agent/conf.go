@@ -132,30 +132,31 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 	}
 	switch {
 	case c.Path != "":
-		n, err := inlineNetwork(call.Config)
-		if err != nil {
-			return nil, err
-		}
-		if err := a.checkUnchanged(n); err != nil {
+		var n *api.Network
+		if n, err = inlineNetwork(call.Config); err != nil {
 			return nil, err
 		}
 		p.mode = ModeAttachment
-		return p, a.planAttachment(p, n, call.IfName)
+		err = a.planAttachment(p, n, call.IfName)
 	case c.Network != "":
 		ns := c.Namespace
 		if ns == "" {
 			ns = podNS
 		}
-		n, err := a.lookup(ctx, "network", ns, c.Network)
-		if err != nil {
+		var n *api.Network
+		if n, err = a.lookup(ctx, "network", ns, c.Network); err != nil {
 			return nil, err
 		}
 		p.mode = ModeAttachment
-		return p, a.planAttachment(p, n, call.IfName)
+		err = a.planAttachment(p, n, call.IfName)
 	default:
 		p.mode = ModePod
-		return p, a.planPod(ctx, p, call.IfName, podNS)
+		err = a.planPod(ctx, p, call.IfName, podNS)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return p, a.checkUnchanged(p)
 }
 
 func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api.Network, error) {
@@ -165,9 +166,6 @@ func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api
 	}
 	if err != nil {
 		return nil, attach.Errorf(attach.CodeIOFailure, "%s: look up network %q: %v", field, name, err)
-	}
-	if err := a.checkUnchanged(n); err != nil {
-		return nil, err
 	}
 	return n, nil
 }

@@ -17,7 +17,17 @@ func (a *Agent) Del(ctx context.Context, call *cni.Call) error {
 	if err := requireEnv(call, false); err != nil {
 		return err
 	}
-	key := recordKey(call.ContainerID, call.IfName)
+	if err := a.delKey(ctx, recordKey(call.ContainerID, call.IfName)); err != nil {
+		return err
+	}
+	if err := a.SyncHostLinks(ctx); err != nil {
+		a.log.Warn("host link sync after DEL", "err", err)
+	}
+	return nil
+}
+
+// delKey removes the attachment recorded under key, if any.
+func (a *Agent) delKey(ctx context.Context, key string) error {
 	unlock := a.locks.lock(key)
 	defer unlock()
 	rec, err := a.get(key)
@@ -29,9 +39,6 @@ func (a *Agent) Del(ctx context.Context, call *cni.Call) error {
 	}
 	if err := a.teardown(ctx, rec, true); err != nil {
 		return err
-	}
-	if err := a.SyncHostLinks(ctx); err != nil {
-		a.log.Warn("host link sync after DEL", "err", err)
 	}
 	a.log.Info("DEL", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "interfaces", len(rec.Interfaces))
 	return nil

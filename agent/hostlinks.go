@@ -10,7 +10,6 @@ import (
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
-	"github.com/telcni/telcni/ipam"
 )
 
 // SyncHostLinks brings the node's host links (VLAN, VXLAN) in line with
@@ -48,32 +47,28 @@ func (a *Agent) networksInUse(ctx context.Context) ([]*api.Network, error) {
 	return out, err
 }
 
-func (a *Agent) forEachRecord(fn func(*Attachment)) error {
-	return a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			fn(&rec)
-		}
-		return nil
-	})
-}
-
 // checkUnchanged refuses a network whose definition changed, in a way that
 // would break them, under pods still attached to the old one: a new pod on
 // VLAN 200 beside old pods on VLAN 100 would silently split the network.
-func (a *Agent) checkUnchanged(n *api.Network) error {
+// One pass over the records serves every network of the plan.
+func (a *Agent) checkUnchanged(p *plan) error {
+	planned := map[string]*api.Network{}
+	for _, ip := range p.ifaces {
+		planned[ip.network.Key()] = ip.network
+	}
 	var pods []string
-	var diff string
+	var key, diff string
 	err := a.forEachRecord(func(rec *Attachment) {
+		if rec.Key == p.key {
+			return // the pod's own earlier attempt: it is being redone
+		}
 		for _, r := range rec.Interfaces {
-			if r.Network.Key() != n.Key() {
+			n, ok := planned[r.Network.Key()]
+			if !ok {
 				continue
 			}
-			if d := breakingChange(r.Network, n); d != "" {
-				diff = d
+			if d := breakingChange(r.Network, n); d != "" && (key == "" || key == n.Key()) {
+				key, diff = n.Key(), d
 				pods = append(pods, rec.Pod.Namespace+"/"+rec.Pod.Name+" ("+rec.ContainerID+")")
 			}
 		}
@@ -83,7 +78,7 @@ func (a *Agent) checkUnchanged(n *api.Network) error {
 	}
 	if len(pods) > 0 {
 		return attach.Errorf(attach.CodeInvalidConfig, "network %s: its definition changed (%s) while pods are attached to the old one: %s; the change is refused until they leave",
-			n.Key(), diff, strings.Join(pods, ", "))
+			key, diff, strings.Join(pods, ", "))
 	}
 	return nil
 }

@@ -81,12 +81,8 @@ func (a *Agent) WriteMetrics(w io.Writer) error {
 	states := map[string]int{StatePending: 0, StateReady: 0}
 	held := map[string]int{}
 	err := a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			states[rec.State]++
+		if err := eachRecord(tx, func(rec *Attachment) { states[rec.State]++ }); err != nil {
+			return err
 		}
 		for _, al := range tx.Allocations() {
 			held[al.Network]++

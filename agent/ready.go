@@ -7,7 +7,6 @@ import (
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/cni"
-	"github.com/telcni/telcni/ipam"
 )
 
 // pathsReady fails STATUS when a network the config can use needs a path
@@ -70,26 +69,19 @@ func (a *Agent) retain(ctx context.Context) error {
 	if len(byPath) == 0 {
 		return nil
 	}
-	err := a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			if rec.State != StateReady {
+	err := a.forEachRecord(func(rec *Attachment) {
+		if rec.State != StateReady {
+			return
+		}
+		for i := range rec.Interfaces {
+			r := &rec.Interfaces[i]
+			if r.Network == nil {
 				continue
 			}
-			for i := range rec.Interfaces {
-				r := &rec.Interfaces[i]
-				if r.Network == nil {
-					continue
-				}
-				if p, ok := a.paths[r.Network.Path].(attach.Retainer); ok {
-					byPath[p] = append(byPath[p], r)
-				}
+			if p, ok := a.paths[r.Network.Path].(attach.Retainer); ok {
+				byPath[p] = append(byPath[p], r)
 			}
 		}
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("recover: read records: %w", err)

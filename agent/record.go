@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/telcni/telcni/ipam"
+
 	"github.com/telcni/telcni/attach"
 )
 
@@ -38,6 +40,23 @@ type Attachment struct {
 }
 
 func recordKey(containerID, ifName string) string { return containerID + "/" + ifName }
+
+// eachRecord decodes every attachment record of tx in turn.
+func eachRecord(tx *ipam.Tx, fn func(*Attachment)) error {
+	for _, key := range tx.RecordKeys() {
+		var rec Attachment
+		if err := tx.GetRecord(key, &rec); err != nil {
+			return err
+		}
+		fn(&rec)
+	}
+	return nil
+}
+
+// forEachRecord runs fn on every attachment record, in one read transaction.
+func (a *Agent) forEachRecord(fn func(*Attachment)) error {
+	return a.store.View(func(tx *ipam.Tx) error { return eachRecord(tx, fn) })
+}
 
 // keyedMutex serialises calls for one attachment (an ADD racing its own
 // DEL) while letting different pods proceed in parallel.

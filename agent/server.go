@@ -91,15 +91,8 @@ type AttachmentView struct {
 
 func (a *Agent) serveAttachments(w http.ResponseWriter, r *http.Request) {
 	var out []AttachmentView
-	err := a.store.View(func(tx *ipam.Tx) error {
-		for _, key := range tx.RecordKeys() {
-			var rec Attachment
-			if err := tx.GetRecord(key, &rec); err != nil {
-				return err
-			}
-			out = append(out, AttachmentView{Attachment: &rec, NetworkStatus: NetworkStatus(&rec)})
-		}
-		return nil
+	err := a.forEachRecord(func(rec *Attachment) {
+		out = append(out, AttachmentView{Attachment: rec, NetworkStatus: NetworkStatus(rec)})
 	})
 	writeJSON(w, out, err)
 }
