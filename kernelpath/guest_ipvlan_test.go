@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/kernelguest"
@@ -97,7 +99,7 @@ func nodeAddr(t *testing.T, ns, link, cidr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := parseAddr(cidr)
+	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package kernelpath
 import (
 	"context"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestGuestVLANIsolationAndTagging(t *testing.T) {
 			p := newPath(t, node)
 			ctx := context.Background()
 			net := func(name string, vlan int) *api.Network {
-				return mustNet(t, `{"name":"`+name+`","path":"vlan","master":"up0","vlan":`+itoa(vlan)+`,"mode":"`+mode+`",
+				return mustNet(t, `{"name":"`+name+`","path":"vlan","master":"up0","vlan":`+strconv.Itoa(vlan)+`,"mode":"`+mode+`",
 					"ipam":{"subnets":[{"cidr":"10.77.0.0/24"}]}}`)
 			}
 			n100, n200 := net("v100", 100), net("v200", 200)

@@ -92,20 +92,6 @@ func Handle(t testing.TB, path string) *netlink.Handle {
 	return h
 }
 
-// Bridge creates an up bridge named name in the netns at path: a stand-in
-// for the node NIC that macvlan/ipvlan masters hang off.
-func Bridge(t testing.TB, path, name string) {
-	t.Helper()
-	h := Handle(t, path)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 1500}}
-	if err := h.LinkAdd(br); err != nil {
-		t.Fatalf("create bridge %s: %v", name, err)
-	}
-	if err := h.LinkSetUp(br); err != nil {
-		t.Fatalf("set %s up: %v", name, err)
-	}
-}
-
 // Uplink creates an up veth pair name/name+"p" in the netns at path: a
 // stand-in node NIC with carrier (a bridge without ports has none, and a
 // macvlan follows its master's carrier).

@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"net"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -73,11 +74,11 @@ func AddrOnLo(t testing.TB, path, cidr string) {
 func Route(t testing.TB, path, dst, gw string) {
 	t.Helper()
 	h := Handle(t, path)
-	_, d, err := parseCIDR(dst)
+	_, d, err := net.ParseCIDR(dst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.RouteAdd(&netlink.Route{Dst: d, Gw: parseIP(gw)}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{Dst: d, Gw: net.ParseIP(gw)}); err != nil {
 		t.Fatalf("route %s via %s: %v", dst, gw, err)
 	}
 }
