@@ -62,7 +62,7 @@ func (a *Agent) GC(ctx context.Context, call *cni.Call) error {
 		return attach.Errorf(attach.CodeIOFailure, "GC: read records: %v", err)
 	}
 	for _, key := range stale {
-		if err := a.delKey(ctx, key); err != nil {
+		if _, err := a.delKey(ctx, key); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/cni"
 	"github.com/telcni/telcni/ipam"
@@ -17,31 +18,46 @@ func (a *Agent) Del(ctx context.Context, call *cni.Call) error {
 	if err := requireEnv(call, false); err != nil {
 		return err
 	}
-	if err := a.delKey(ctx, recordKey(call.ContainerID, call.IfName)); err != nil {
+	rec, err := a.delKey(ctx, recordKey(call.ContainerID, call.IfName))
+	if err != nil {
 		return err
 	}
-	if err := a.SyncHostLinks(ctx); err != nil {
-		a.log.Warn("host link sync after DEL", "err", err)
+	// Only a pod that used a shared host link can have left one unused;
+	// the periodic sync catches definitions that changed meanwhile.
+	if rec != nil && usedHostLink(rec) {
+		if err := a.SyncHostLinks(ctx); err != nil {
+			a.log.Warn("host link sync after DEL", "err", err)
+		}
 	}
 	return nil
 }
 
-// delKey removes the attachment recorded under key, if any.
-func (a *Agent) delKey(ctx context.Context, key string) error {
+// delKey removes the attachment recorded under key, if any, and returns
+// what it removed (nil: nothing was recorded).
+func (a *Agent) delKey(ctx context.Context, key string) (*Attachment, error) {
 	unlock := a.locks.lock(key)
 	defer unlock()
 	rec, err := a.get(key)
 	if errors.Is(err, ipam.ErrNoRecord) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return attach.Errorf(attach.CodeIOFailure, "read attachment %s: %v", key, err)
+		return nil, attach.Errorf(attach.CodeIOFailure, "read attachment %s: %v", key, err)
 	}
 	if err := a.teardown(ctx, rec, true); err != nil {
-		return err
+		return nil, err
 	}
 	a.log.Info("DEL", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "interfaces", len(rec.Interfaces))
-	return nil
+	return rec, nil
+}
+
+func usedHostLink(rec *Attachment) bool {
+	for _, r := range rec.Interfaces {
+		if r.Network.Path == api.PathVLAN || r.Network.Path == api.PathVXLAN {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) get(key string) (*Attachment, error) {

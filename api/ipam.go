@@ -65,7 +65,7 @@ func (s *Subnet) parse(fe *fieldErrors, p string) (ParsedSubnet, bool) {
 		return out, false
 	}
 	out.Prefix = pfx
-	first, last := usableRange(pfx)
+	first, last := UsableRange(pfx)
 	if !first.IsValid() {
 		fe.add(join(p, "cidr"), s.CIDR, "has no usable host addresses")
 		return out, false
@@ -116,12 +116,12 @@ func (s *Subnet) parse(fe *fieldErrors, p string) (ParsedSubnet, bool) {
 	return out, len(fe.errs) == n
 }
 
-// usableRange is the first and last host address of a prefix: IPv4 skips
+// UsableRange is the first and last host address of a prefix: IPv4 skips
 // the network and broadcast addresses (except /31 and /32), IPv6 skips the
 // subnet-router anycast address.
-func usableRange(p netip.Prefix) (first, last netip.Addr) {
+func UsableRange(p netip.Prefix) (first, last netip.Addr) {
 	base := p.Masked().Addr()
-	last = lastAddr(p)
+	last = LastAddr(p)
 	bits := p.Addr().BitLen() - p.Bits()
 	switch {
 	case base.Is4() && bits <= 1:
@@ -135,10 +135,8 @@ func usableRange(p netip.Prefix) (first, last netip.Addr) {
 	}
 }
 
-// UsableRange exposes usableRange for IPAM.
-func UsableRange(p netip.Prefix) (first, last netip.Addr) { return usableRange(p) }
-
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr is the highest address of a prefix.
+func LastAddr(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As16()
 	bits := p.Bits()
 	if p.Addr().Is4() {

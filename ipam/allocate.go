@@ -211,22 +211,10 @@ func (p *poolBuckets) nextFree(s *api.ParsedSubnet, from, to netip.Addr) (netip.
 func excludedUntil(s *api.ParsedSubnet, a netip.Addr) (netip.Addr, bool) {
 	for _, e := range s.Exclude {
 		if e.Contains(a) {
-			return lastOf(e), true
+			return api.LastAddr(e), true
 		}
 	}
 	return netip.Addr{}, false
-}
-
-func lastOf(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	host := len(b)*8 - p.Bits()
-	for i := len(b) - 1; i >= 0 && host > 0; i-- {
-		n := min(host, 8)
-		b[i] |= byte(1<<n - 1)
-		host -= n
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 func addrKey(a netip.Addr) []byte {
