@@ -195,7 +195,7 @@ func memfd(t testing.TB, size int64, seal bool) int {
 // rule; every one must end with a DISCONNECT naming the problem, and the
 // server must not leak a file descriptor.
 func TestHostileClient(t *testing.T) {
-	needRoot(t)
+	needMemfd(t)
 	sock := filepath.Join(t.TempDir(), "s")
 	l, err := Listen(Config{Socket: sock, Logger: quietLog})
 	if err != nil {
@@ -325,7 +325,7 @@ func TestHostileClient(t *testing.T) {
 // is odd carries a sealed memfd or an eventfd). The server must answer or
 // hang up, never panic, and keep serving.
 func FuzzHandshake(f *testing.F) {
-	needRoot(f)
+	needMemfd(f)
 	sock := filepath.Join(f.TempDir(), "s")
 	l, err := Listen(Config{Socket: sock, Queues: 2, HandshakeTimeout: time.Second, Logger: quietLog})
 	if err != nil {

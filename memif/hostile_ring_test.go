@@ -67,7 +67,7 @@ func TestHostileRings(t *testing.T) {
 // TestHostileServer: a fake server breaks the handshake; Dial must fail
 // with the reason, not hang or panic.
 func TestHostileServer(t *testing.T) {
-	needRoot(t)
+	needMemfd(t)
 	for _, tc := range []struct {
 		name  string
 		hello func() []byte

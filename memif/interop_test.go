@@ -13,7 +13,7 @@ import (
 
 func findTestpmd(t *testing.T) *testpmd.Env {
 	t.Helper()
-	needRoot(t)
+	needMemfd(t)
 	env, err := testpmd.Find()
 	if err != nil && os.Getenv("MEMIF_REQUIRE_TESTPMD") != "" {
 		t.Fatalf("MEMIF_REQUIRE_TESTPMD set but: %v", err)

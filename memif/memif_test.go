@@ -11,19 +11,21 @@ import (
 	"time"
 )
 
-func needRoot(t testing.TB) {
+func needMemfd(t testing.TB) {
 	t.Helper()
 	// memfd, abstract sockets and SCM_RIGHTS need no privileges, but keep
 	// the message clear if something in the sandbox forbids them.
-	if _, err := newRegion("probe", 4096); err != nil {
+	r, err := newRegion("probe", 4096)
+	if err != nil {
 		t.Skipf("memfd_create unavailable (%v): memif needs Linux memfd", err)
 	}
+	r.close()
 }
 
 // pair starts a server on sock and connects a client to it.
 func pair(t testing.TB, srvCfg, cliCfg Config) (srv, cli *Conn) {
 	t.Helper()
-	needRoot(t)
+	needMemfd(t)
 	l, err := Listen(srvCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +144,7 @@ func TestQueuesAndAbstract(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	needRoot(t)
+	needMemfd(t)
 	sock := sockPath(t)
 	l, err := Listen(Config{Socket: sock, ID: 7, Secret: "s3cret", Mode: Ethernet})
 	if err != nil {
@@ -287,7 +289,7 @@ func TestNoAllocs(t *testing.T) {
 }
 
 func TestSeveralInterfacesOnOneSocket(t *testing.T) {
-	needRoot(t)
+	needMemfd(t)
 	sock := sockPath(t)
 	l, err := Listen(Config{Socket: sock, ID: 1, Logger: quietLog})
 	if err != nil {
@@ -326,4 +328,38 @@ func TestSeveralInterfacesOnOneSocket(t *testing.T) {
 	}
 	transfer(t, c1, byID[1], 0, [][]byte{frame(1, 100)})
 	transfer(t, c2, byID[2], 0, [][]byte{frame(2, 200)})
+}
+
+// TestListenerOffersEveryInterfacesQueues: HELLO goes out before the client
+// names its interface, so it must offer what the largest interface on the
+// socket takes; otherwise a client of the 4-queue interface is cut to 1.
+func TestListenerOffersEveryInterfacesQueues(t *testing.T) {
+	needMemfd(t)
+	sock := sockPath(t)
+	l, err := Listen(Config{Socket: sock, ID: 1, Queues: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Add(Config{ID: 2, Queues: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cli, err := Dial(ctx, Config{Socket: sock, ID: 2, Queues: 4})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		srv, err := l.Accept(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cli.NumRxQueues(); got != 4 {
+			t.Fatalf("dial %d: client of the 4-queue interface got %d queues", i, got)
+		}
+		cli.Close()
+		srv.Close()
+	}
 }

@@ -13,7 +13,7 @@ import (
 // namespace (as VPP's do in a pod's netns under Calico/VPP). A server opened
 // in a namespace is reachable by a client dialing in that namespace only.
 func TestAbstractSocketInNetns(t *testing.T) {
-	needRoot(t)
+	needMemfd(t)
 	ipBin, err := exec.LookPath("ip")
 	if err != nil {
 		t.Skip("iproute2 `ip` missing (apt-get install iproute2): needed to create a netns")

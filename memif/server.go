@@ -27,6 +27,7 @@ type Listener struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	sock   string
+	cfg    Config // Listen's: the socket's name, logger and handshake timeout
 }
 
 type slot struct {
@@ -52,6 +53,7 @@ func Listen(cfg Config) (*Listener, error) {
 		conns:  make(chan *Conn),
 		quit:   make(chan struct{}),
 		sock:   cfg.Socket,
+		cfg:    cfg,
 	}
 	l.wg.Add(1)
 	go l.acceptLoop(cfg.Logger)
@@ -126,15 +128,17 @@ func (l *Listener) acceptLoop(log *slog.Logger) {
 // connection to Accept.
 func (l *Listener) serve(uc *net.UnixConn) {
 	defer l.wg.Done()
+	// Before INIT names the interface ID, HELLO must offer what any of the
+	// socket's interfaces accepts: the most queues of them all. The chosen
+	// interface's own limits apply once INIT arrives.
 	l.mu.Lock()
-	var anyCfg Config
+	hello := l.cfg
 	for _, s := range l.ifaces {
-		anyCfg = s.cfg
-		break
+		hello.Queues = max(hello.Queues, s.cfg.Queues)
 	}
 	l.mu.Unlock()
-	c := &Conn{cfg: anyCfg, log: anyCfg.Logger, ctl: newCtl(uc)}
-	_ = uc.SetDeadline(time.Now().Add(anyCfg.HandshakeTimeout))
+	c := &Conn{cfg: hello, log: hello.Logger, ctl: newCtl(uc)}
+	_ = uc.SetDeadline(time.Now().Add(hello.HandshakeTimeout))
 	s, err := l.serverHandshake(c)
 	if err != nil {
 		// The interface ID is free again by now: tell the client why only
