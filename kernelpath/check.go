@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/telcni/telcni/attach"
 )
@@ -24,12 +25,19 @@ func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
 		return fmt.Errorf("netlink handle in %s: %w", rec.Netns, err)
 	}
 	defer h.Close()
-	fail := func(format string, args ...any) error {
-		return attach.Errorf(attach.CodeCheckFailed, "%s in %s: "+format, append([]any{rec.IfName, rec.Netns}, args...)...)
-	}
 	link, err := h.LinkByName(rec.IfName)
 	if err != nil {
-		return fail("link not found: %v", err)
+		return attach.Errorf(attach.CodeCheckFailed, "%s in %s: link not found: %v", rec.IfName, rec.Netns, err)
+	}
+	return CheckLink(h, target, link, rec)
+}
+
+// CheckLink compares a pod interface (link, in the netns target that h
+// works in) with its record: telcni's alias, MAC, up, addresses, routes and
+// firewall. Paths that move an existing device into the pod (sriov) use it.
+func CheckLink(h *netlink.Handle, target netns.NsHandle, link netlink.Link, rec *attach.Record) error {
+	fail := func(format string, args ...any) error {
+		return attach.Errorf(attach.CodeCheckFailed, "%s in %s: "+format, append([]any{rec.IfName, rec.Netns}, args...)...)
 	}
 	a := link.Attrs()
 	if a.Alias != Alias(rec.ContainerID, rec.IfName) {

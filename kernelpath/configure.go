@@ -7,7 +7,6 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/attach"
@@ -17,10 +16,11 @@ import (
 // main table (32766), after the local table (0).
 const rulePriority = 1000
 
-// configure turns a freshly created link (in the pod's netns, under its
-// temporary name) into the pod interface: name, ownership alias, MAC,
-// addresses, up, routes.
-func configure(h *netlink.Handle, link netlink.Link, req *attach.Request) (*attach.Interface, error) {
+// ConfigureLink turns a link already in the pod's netns (h works there),
+// under a temporary name, into the pod interface: name, ownership alias,
+// MAC, addresses, up, routes. Paths that move an existing device into the
+// pod (sriov) use it too.
+func ConfigureLink(h *netlink.Handle, link netlink.Link, req *attach.Request) (*attach.Interface, error) {
 	if err := h.LinkSetName(link, req.IfName); err != nil {
 		return nil, fmt.Errorf("rename %s to %s: %w", link.Attrs().Name, req.IfName, err)
 	}
@@ -144,40 +144,13 @@ func wantRules(req *attach.Request) []*netlink.Rule {
 	return out
 }
 
-func deletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
+// DeletePolicyRules removes the policy-routing rules ConfigureLink added
+// for the record (rules live in the netns, not on the link).
+func DeletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
 	for _, rule := range wantRules(&rec.Request) {
 		if err := h.RuleDel(rule); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("delete rule from %s lookup %d: %w", rule.Src, rule.Table, err)
 		}
 	}
 	return nil
-}
-
-// ConfigureLink turns a link already in the pod's netns (h works there) into
-// the pod interface: name, ownership alias, MAC, addresses, up, routes and
-// policy rules, as for kernelpath's own links. Paths that move an existing
-// device into the pod (sriov) use it.
-func ConfigureLink(h *netlink.Handle, link netlink.Link, req *attach.Request) (*attach.Interface, error) {
-	return configure(h, link, req)
-}
-
-// DeletePolicyRules removes the policy-routing rules ConfigureLink added
-// for the record (rules live in the netns, not on the link).
-func DeletePolicyRules(h *netlink.Handle, rec *attach.Record) error {
-	return deletePolicyRules(h, rec)
-}
-
-// ApplyFirewall, RemoveFirewall and CheckFirewall are the network's
-// nftables rules for a pod interface (in the pod's netns target), for paths
-// that move an existing device into the pod (sriov).
-func ApplyFirewall(target netns.NsHandle, req *attach.Request) error {
-	return applyFirewall(target, req)
-}
-
-func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
-	return removeFirewall(target, rec)
-}
-
-func CheckFirewall(target netns.NsHandle, rec *attach.Record) error {
-	return checkFirewall(target, rec)
 }

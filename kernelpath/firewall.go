@@ -34,8 +34,8 @@ var fwProtocols = map[string]byte{
 	"icmp": unix.IPPROTO_ICMP, "icmpv6": unix.IPPROTO_ICMPV6,
 }
 
-// applyFirewall installs the network's rules for the pod interface.
-func applyFirewall(target netns.NsHandle, req *attach.Request) error {
+// ApplyFirewall installs the network's rules for the pod interface.
+func ApplyFirewall(target netns.NsHandle, req *attach.Request) error {
 	if len(req.Network.Firewall) == 0 {
 		return nil
 	}
@@ -141,8 +141,8 @@ func ifnameBytes(name string) []byte {
 	return b
 }
 
-// removeFirewall deletes the interface's chains and the jumps to them.
-func removeFirewall(target netns.NsHandle, rec *attach.Record) error {
+// RemoveFirewall deletes the interface's chains and the jumps to them.
+func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 	if len(rec.Network.Firewall) == 0 {
 		return nil
 	}

@@ -87,9 +87,9 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 	if err != nil {
 		return nil, err
 	}
-	iface, err := configure(h, link, req)
+	iface, err := ConfigureLink(h, link, req)
 	if err == nil {
-		err = applyFirewall(target, req)
+		err = ApplyFirewall(target, req)
 	}
 	if err != nil {
 		if derr := h.LinkDel(link); derr != nil {
@@ -118,10 +118,10 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 		return fmt.Errorf("netlink handle in %s: %w", rec.Netns, err)
 	}
 	defer h.Close()
-	if err := deletePolicyRules(h, rec); err != nil {
+	if err := DeletePolicyRules(h, rec); err != nil {
 		return err
 	}
-	if err := removeFirewall(target, rec); err != nil {
+	if err := RemoveFirewall(target, rec); err != nil {
 		return err
 	}
 	link, err := h.LinkByName(rec.IfName)

@@ -23,7 +23,7 @@ import (
 func TestConcurrentAttachDetach(t *testing.T) {
 	pf := kernelguest.RequireSRIOV(t)
 	nvf := min(pf.TotalVFs, 7)
-	pf2, _ := guestPFHeld(t, pf, nvf)
+	pf2, hostNames := guestPFHeld(t, pf, nvf)
 	p := newPath(t)
 	n := &api.Network{Name: "fh", Path: api.PathSRIOV, Master: pf2.Name, VLAN: 10}
 	type pod struct {
@@ -101,7 +101,7 @@ func TestConcurrentAttachDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []int
-	for _, po := range second {
+	for i, po := range second {
 		if po.err != nil {
 			t.Fatalf("pod %s: %v", po.id, po.err)
 		}
@@ -111,7 +111,7 @@ func TestConcurrentAttachDetach(t *testing.T) {
 		if info.Mac.String() != po.mac || info.Vlan != 10 {
 			t.Errorf("pod %s: PF reports VF %d with MAC %s VLAN %d, want %s 10", po.id, vf, info.Mac, info.Vlan, po.mac)
 		}
-		if err := p.Check(t.Context(), &attach.Record{Request: *req(po, 0), Interface: *po.iface}); err != nil {
+		if err := p.Check(t.Context(), &attach.Record{Request: *req(po, 100+i), Interface: *po.iface}); err != nil {
 			t.Errorf("CHECK %s: %v", po.id, err)
 		}
 	}
@@ -120,6 +120,14 @@ func TestConcurrentAttachDetach(t *testing.T) {
 	for i, po := range second {
 		if err := p.Detach(t.Context(), &attach.Record{Request: *req(po, 100+i), Interface: *po.iface}); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// Every VF is back on the host under the name it had before any pod.
+	for _, po := range second {
+		vf := stateVFIndex(t, po.iface)
+		l, err := netlink.LinkByName(hostNames[vf])
+		if err != nil || l.Attrs().ParentDev != po.iface.State[statePCI] {
+			t.Errorf("VF %d not back on the host as %s (%v)", vf, hostNames[vf], err)
 		}
 	}
 }

@@ -240,17 +240,19 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	if err := bind(vf.PCI, drv); err != nil {
 		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
 	}
-	name, err := waitNetdev(vf.PCI, netdevTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
-	}
 	// Found by PCI address from here on: udev may rename a new netdev
 	// (predictable names) at any moment.
 	link, err := p.hostLink(vf.PCI)
 	if err != nil {
 		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
 	}
-	state[stateHostName] = link.Attrs().Name
+	name := link.Attrs().Name
+	// The host name to give back at DEL is the VF's before this pod took
+	// it; the one the rebound driver just chose (eth1...) is only kept
+	// when the VF had none.
+	if state[stateHostName] == "" {
+		state[stateHostName] = name
+	}
 	if n := req.Network.MTU; n != 0 {
 		if err := p.host.LinkSetMTU(link, n); err != nil {
 			return nil, fmt.Errorf("set mtu %d on VF %d netdev %s: %w", n, vf.Index, name, err)
@@ -520,13 +522,10 @@ func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
 	if link == nil {
 		return fail("netdev not in %s", rec.Netns)
 	}
-	if a := link.Attrs(); a.Name != rec.IfName || a.Alias != kernelpath.Alias(rec.ContainerID, rec.IfName) {
-		return fail("netdev is %s with alias %q, want %s, telcni's", a.Name, a.Alias, rec.IfName)
+	if a := link.Attrs(); a.Name != rec.IfName {
+		return fail("netdev is %s, want %s", a.Name, rec.IfName)
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
-		return fail("%s is down", rec.IfName)
-	}
-	return kernelpath.CheckFirewall(target, rec)
+	return kernelpath.CheckLink(h, target, link, rec)
 }
 
 // Retain rebuilds which VFs are taken from the records of ready

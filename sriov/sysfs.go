@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // sysfs is the root of the sysfs tree; a variable so that host tests can
@@ -124,19 +123,4 @@ func bind(addr, driver string) error {
 		return fmt.Errorf("bind %s to %s: bound to %q after probing", addr, driver, got)
 	}
 	return nil
-}
-
-// waitNetdev waits up to timeout for the PCI device to have a netdev in
-// this netns (drivers probe and register asynchronously).
-func waitNetdev(addr string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if n := netdevOf(addr); n != "" {
-			return n, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("VF %s has no netdev after %s", addr, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

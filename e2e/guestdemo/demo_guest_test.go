@@ -78,7 +78,9 @@ func TestGuestDemo(t *testing.T) {
 	addr := map[string]netip.Addr{}
 	for _, p := range pods {
 		var rec agent.Attachment
-		_ = store.View(func(tx *ipam.Tx) error { return tx.GetRecord("ctr-"+p.name+"/eth0", &rec) })
+		if err := store.View(func(tx *ipam.Tx) error { return tx.GetRecord("ctr-"+p.name+"/eth0", &rec) }); err != nil {
+			t.Fatal(err)
+		}
 		for _, r := range rec.Interfaces {
 			var ips []string
 			for _, ip := range r.IPs {
@@ -109,15 +111,30 @@ func TestGuestDemo(t *testing.T) {
 		}
 	}
 	var left []ipam.Allocation
-	_ = store.View(func(tx *ipam.Tx) error { left = tx.Allocations(); return nil })
-	if len(left) != 0 {
-		t.Errorf("addresses left: %v", left)
+	var records []string
+	if err := store.View(func(tx *ipam.Tx) error { left, records = tx.Allocations(), tx.RecordKeys(); return nil }); err != nil {
+		t.Fatal(err)
 	}
-	if linkExists(nh, "nic1.100") {
-		// Still defined: kept for the next pod, as DANM's netwatcher did.
-		t.Logf("nic1.100 kept: the userplane network is still defined")
+	if len(left) != 0 || len(records) != 0 {
+		t.Errorf("after DEL: addresses %v, records %v left", left, records)
 	}
-	t.Logf("after DEL: %d addresses held, pods' links removed", len(left))
+	for _, p := range pods {
+		links, err := netnstest.Handle(t, netns[p.name]).LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range links {
+			if l.Attrs().Name != "lo" {
+				t.Errorf("pod %s still has %s after DEL", p.name, l.Attrs().Name)
+			}
+		}
+	}
+	// The userplane network is still defined: its host link stays for the
+	// next pod, as DANM's netwatcher kept it.
+	if !linkExists(nh, "nic1.100") {
+		t.Error("nic1.100 removed although the userplane network is still defined")
+	}
+	t.Logf("after DEL: no address, record or pod link left; nic1.100 kept for the defined userplane network")
 }
 
 func linkExists(h *netlink.Handle, name string) bool {
