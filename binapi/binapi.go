@@ -89,12 +89,10 @@ var Groups = []Group{
 		&memif.MemifSocketFilenameDump{}, &memif.MemifSocketFilenameDetails{},
 		&memif.MemifCreateV2{}, &memif.MemifCreateV2Reply{},
 		&memif.MemifDelete{}, &memif.MemifDeleteReply{},
-		&memif.MemifDump{}, &memif.MemifDetails{},
 	}},
 	{Name: "vhost_user", Optional: true, Messages: []api.Message{
 		&vhost_user.CreateVhostUserIfV2{}, &vhost_user.CreateVhostUserIfV2Reply{},
 		&vhost_user.DeleteVhostUserIf{}, &vhost_user.DeleteVhostUserIfReply{},
-		&vhost_user.SwInterfaceVhostUserDump{}, &vhost_user.SwInterfaceVhostUserDetails{},
 	}},
 	{Name: "af_packet", Optional: true, Messages: []api.Message{
 		&afpacket.AfPacketCreateV3{}, &afpacket.AfPacketCreateV3Reply{},

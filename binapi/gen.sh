@@ -11,4 +11,4 @@ fi
 exec go tool binapi-generator --input="$d" --output-dir=./vpp \
 	--import-prefix=github.com/telcni/telcni/binapi/vpp \
 	memclnt vpe vlib interface interface_types ip_types ethernet_types fib_types \
-	l2 ip arp ip6_nd memif vhost_user virtio_types af_packet af_xdp avf
+	l2 ip arp ip6_nd memif vhost_user virtio_types af_packet af_xdp avf acl acl_types

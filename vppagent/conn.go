@@ -25,9 +25,6 @@ const (
 	DefaultStatsSocket = "/run/vpp/stats.sock"
 )
 
-// CNICodeTryAgainLater is CNI's error code 11: the ADD may succeed later.
-const CNICodeTryAgainLater = 11
-
 // UnavailableError is returned while VPP is not reachable or not
 // compatible. The agent turns it into CNI error code 11.
 type UnavailableError struct {
@@ -39,9 +36,6 @@ func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("VPP not available on %s: %v", e.Socket, e.Err)
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
-
-// CNICode is the CNI error code for this error.
-func (e *UnavailableError) CNICode() int { return CNICodeTryAgainLater }
 
 // ConnConfig configures the VPP connection.
 type ConnConfig struct {
@@ -257,6 +251,11 @@ func (c *Conn) connect(ctx context.Context) (*core.Connection, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// The reconcile below must know what this VPP lacks (it skips the APIs
+	// of missing plugins), before readiness is published by setState.
+	c.mu.Lock()
+	c.missing = rep.Missing
+	c.mu.Unlock()
 	if c.cfg.OnConnect != nil {
 		// One record VPP cannot rebuild (its network needs a plugin this
 		// VPP lacks) must not keep every other network down: report and

@@ -174,9 +174,15 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		if f.acls == nil {
 			f.acls = map[uint32]string{}
 		}
-		f.next++
-		f.acls[f.next] = r.Tag
-		return []api.Message{&acl.ACLAddReplaceReply{ACLIndex: f.next}}
+		idx := r.ACLIndex
+		if idx == ^uint32(0) {
+			f.next++
+			idx = f.next
+		} else if _, ok := f.acls[idx]; !ok {
+			return []api.Message{&acl.ACLAddReplaceReply{Retval: rvNoSuch}}
+		}
+		f.acls[idx] = r.Tag
+		return []api.Message{&acl.ACLAddReplaceReply{ACLIndex: idx}}
 	case *acl.ACLDel:
 		_, ok := f.acls[r.ACLIndex]
 		delete(f.acls, r.ACLIndex)

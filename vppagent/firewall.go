@@ -95,28 +95,37 @@ func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
 	return out
 }
 
-// applyFirewall (re)creates the pod interface's ACLs and binds them: the
-// pod's egress as VPP input, its ingress as VPP output.
+// applyFirewall creates or updates the pod interface's ACLs and binds
+// them: the pod's egress as VPP input, its ingress as VPP output. It runs
+// at every reconcile, so an existing ACL is replaced in place (it stays
+// bound while its rules change): the pod is never left unfiltered.
 func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error {
 	if len(rec.Spec.Network.Firewall) == 0 {
 		return nil
 	}
-	// Re-applied on every reconcile: unbind, then replace (VPP refuses to
-	// delete an ACL an interface still uses).
-	if err := v.setACLs(ctx, rec.SwIfIndex, nil, nil); err != nil {
+	existing, err := v.acls(ctx)
+	if err != nil {
 		return err
 	}
-	if err := m.removeFirewall(ctx, v, rec.Spec.Tag()); err != nil {
-		return err
+	byTag := map[string]uint32{}
+	for idx, tag := range existing {
+		byTag[tag] = idx
 	}
-	var in, out []uint32
+	var in, out, stale []uint32
 	for _, dir := range []string{"egress", "ingress"} {
+		tag := aclTag(rec.Spec.Tag(), dir)
+		idx, have := byTag[tag]
 		rules := aclRules(rec.Spec.Network.Firewall, dir)
 		if rules == nil {
+			if have {
+				stale = append(stale, idx) // this direction lost its rules
+			}
 			continue
 		}
-		idx, err := v.aclAdd(ctx, aclTag(rec.Spec.Tag(), dir), rules)
-		if err != nil {
+		if !have {
+			idx = invalidIndex // VPP numbers a new ACL
+		}
+		if idx, err = v.aclAddReplace(ctx, idx, tag, rules); err != nil {
 			return err
 		}
 		if dir == "egress" {
@@ -125,7 +134,15 @@ func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error 
 			out = append(out, idx)
 		}
 	}
-	return v.setACLs(ctx, rec.SwIfIndex, in, out)
+	if err := v.setACLs(ctx, rec.SwIfIndex, in, out); err != nil {
+		return err
+	}
+	for _, idx := range stale { // unbound by setACLs above
+		if err := v.aclDel(ctx, idx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeFirewall deletes the ACLs of the pod interface tagged podTag (the

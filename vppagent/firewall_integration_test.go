@@ -32,6 +32,21 @@ func TestVPPFirewallACLs(t *testing.T) {
 	if acls := v.MustCLI("show acl-plugin acl"); strings.Count(acls, "telcni:") != 3 {
 		t.Fatalf("want one ingress ACL per pod interface:\n%s", acls)
 	}
+	before := v.MustCLI("show acl-plugin acl")
+	// A reconcile re-applies the ACLs in place: same ACLs, same indexes,
+	// bound throughout.
+	for _, r := range recs {
+		c, err := a.m.conn.API()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.m.applyFirewall(ctx, &vpp{conn: c}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := v.MustCLI("show acl-plugin acl"); after != before {
+		t.Errorf("re-applying the firewall changed the ACLs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 	p := startPods(t)
 	pa := p.add(recs[0], "02:00:00:00:00:0a")
 	pb := p.add(recs[1], "02:00:00:00:00:0b")

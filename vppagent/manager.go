@@ -187,9 +187,9 @@ func (m *Manager) del(ctx context.Context, key string, fallback *PodInterface) e
 		if fallback == nil {
 			return nil // DEL is idempotent
 		}
-		r := Record{Spec: *fallback}
-		if fallback.Network.Kind == KindMemif {
-			r.Socket, _ = fallback.memifSocket(m.runDir)
+		r, err := m.describe(*fallback) // the socket, as ADD derived it
+		if err != nil {
+			return err
 		}
 		rec = &r
 	}

@@ -40,17 +40,14 @@ func (v *vpp) dumpInterfaces(ctx context.Context) ([]swIf, error) {
 		return nil, fmt.Errorf("dump interfaces: %w", err)
 	}
 	var out []swIf
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump interfaces: %w", err)
-		}
+	err = drain(s.Recv, func(d *interfaces.SwInterfaceDetails) {
 		out = append(out, swIf{Index: uint32(d.SwIfIndex), Name: d.InterfaceName, Tag: d.Tag,
 			DevTyp: d.InterfaceDevType, Sup: d.SupSwIfIndex, SubID: d.SubID, Flags: d.Flags})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dump interfaces: %w", err)
 	}
+	return out, nil
 }
 
 func (v *vpp) setTag(ctx context.Context, idx uint32, tag string) error {

@@ -9,12 +9,13 @@ import (
 	"go.fd.io/govpp/binapi/interface_types"
 )
 
-// aclAdd creates an ACL (VPP numbers it) tagged tag.
-func (v *vpp) aclAdd(ctx context.Context, tag string, rules []acl_types.ACLRule) (uint32, error) {
+// aclAddReplace sets the rules of ACL idx, or creates an ACL when idx is
+// invalidIndex, and returns its index.
+func (v *vpp) aclAddReplace(ctx context.Context, idx uint32, tag string, rules []acl_types.ACLRule) (uint32, error) {
 	c := acl.NewServiceClient(v.conn)
-	r, err := c.ACLAddReplace(ctx, &acl.ACLAddReplace{ACLIndex: invalidIndex, Tag: tag, Count: uint32(len(rules)), R: rules})
+	r, err := c.ACLAddReplace(ctx, &acl.ACLAddReplace{ACLIndex: idx, Tag: tag, Count: uint32(len(rules)), R: rules})
 	if err != nil {
-		return 0, fmt.Errorf("add ACL %q: %w", tag, err)
+		return 0, fmt.Errorf("add or replace ACL %q: %w", tag, err)
 	}
 	return r.ACLIndex, nil
 }

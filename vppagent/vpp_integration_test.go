@@ -2,13 +2,13 @@ package vppagent
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
@@ -122,8 +122,7 @@ func TestVPPDownAddFailsWithCode11(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = m.Add(context.Background(), PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/proc/1/ns/net", Network: l2Net()})
-	var ue *UnavailableError
-	if !errors.As(err, &ue) || ue.CNICode() != 11 || !strings.Contains(err.Error(), sock) {
+	if attach.CodeOf(coded(err)) != attach.CodeTryAgainLater || !strings.Contains(err.Error(), sock) {
 		t.Fatalf("ADD with VPP down: %v, want CNI code 11 naming %s", err, sock)
 	}
 	if m.Ready() == nil {

@@ -2,9 +2,7 @@ package vppagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 
@@ -77,18 +75,11 @@ func (v *vpp) hasAddress(ctx context.Context, idx uint32, p netip.Prefix) (bool,
 		return false, fmt.Errorf("dump addresses of %d: %w", idx, err)
 	}
 	found := false
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return found, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("dump addresses of %d: %w", idx, err)
-		}
-		if ip_types.Prefix(d.Prefix) == toPrefix(p) {
-			found = true
-		}
+	err = drain(s.Recv, func(d *ip.IPAddressDetails) { found = found || ip_types.Prefix(d.Prefix) == toPrefix(p) })
+	if err != nil {
+		return false, fmt.Errorf("dump addresses of %d: %w", idx, err)
 	}
+	return found, nil
 }
 
 func (v *vpp) addAddress(ctx context.Context, idx uint32, p netip.Prefix) error {
@@ -165,17 +156,13 @@ func (v *vpp) dropProxyArpFor(ctx context.Context, loop uint32) error {
 		return fmt.Errorf("dump addresses of %d: %w", loop, err)
 	}
 	gws := map[ip_types.IP4Address]bool{}
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dump addresses of %d: %w", loop, err)
-		}
+	err = drain(s.Recv, func(d *ip.IPAddressDetails) {
 		if d.Prefix.Address.Af == ip_types.ADDRESS_IP4 {
 			gws[d.Prefix.Address.Un.GetIP4()] = true
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("dump addresses of %d: %w", loop, err)
 	}
 	if len(gws) == 0 {
 		return nil
@@ -186,17 +173,13 @@ func (v *vpp) dropProxyArpFor(ctx context.Context, loop uint32) error {
 		return fmt.Errorf("dump proxy arp: %w", err)
 	}
 	var drop []arp.ProxyArp
-	for {
-		d, err := ps.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dump proxy arp: %w", err)
-		}
+	err = drain(ps.Recv, func(d *arp.ProxyArpDetails) {
 		if d.Proxy.Low == d.Proxy.Hi && gws[d.Proxy.Low] {
 			drop = append(drop, d.Proxy)
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("dump proxy arp: %w", err)
 	}
 	for _, p := range drop {
 		if _, err := a.ProxyArpAddDel(ctx, &arp.ProxyArpAddDel{IsAdd: false, Proxy: p}); err != nil {
