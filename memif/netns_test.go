@@ -2,11 +2,10 @@ package memif
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/telcni/telcni/internal/netnstest"
 )
 
 // TestAbstractSocketInNetns: an abstract socket lives in one network
@@ -14,16 +13,7 @@ import (
 // in a namespace is reachable by a client dialing in that namespace only.
 func TestAbstractSocketInNetns(t *testing.T) {
 	needMemfd(t)
-	ipBin, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("iproute2 `ip` missing (apt-get install iproute2): needed to create a netns")
-	}
-	name := fmt.Sprintf("telcni-memif-%d", os.Getpid())
-	if out, err := exec.Command(ipBin, "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (needs root): %v: %s", err, out)
-	}
-	defer exec.Command(ipBin, "netns", "del", name).Run()
-	ns := "/run/netns/" + name
+	ns := netnstest.New(t)
 	sock := "abstract:telcni-memif-netns-test"
 	l, err := Listen(Config{Socket: sock, Netns: ns, Logger: quietLog})
 	if err != nil {

@@ -10,27 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/memif"
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
-var nsSeq atomic.Int32
-
-// newNetns makes a named netns for a simulated pod and deletes it at
-// cleanup; it returns the netns path.
-func newNetns(t testing.TB) string {
-	t.Helper()
-	name := fmt.Sprintf("tvpp%d-%d", os.Getpid(), nsSeq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create netns (needs root and iproute2): %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return "/var/run/netns/" + name
-}
+// newNetns makes a netns for a simulated pod, deleted at cleanup.
+func newNetns(t testing.TB) string { return netnstest.New(t) }
 
 func run(t testing.TB, args ...string) string {
 	t.Helper()

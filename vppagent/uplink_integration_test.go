@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -19,13 +20,15 @@ import (
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
+var vethSeq atomic.Int32
+
 // uplinkVeth makes a veth pair: one end in the host netns for VPP's
 // af_packet, the other in a fresh netns standing for the node's network.
 func uplinkVeth(t *testing.T) (vppSide, peerSide, peerNetns string) {
 	t.Helper()
 	ns := newNetns(t)
 	name := ns[strings.LastIndex(ns, "/")+1:]
-	n := nsSeq.Add(1)
+	n := vethSeq.Add(1)
 	vppSide, peerSide = fmt.Sprintf("tvu%d-%d", os.Getpid()%10000, n), fmt.Sprintf("tvp%d-%d", os.Getpid()%10000, n)
 	run(t, "ip", "link", "add", vppSide, "type", "veth", "peer", "name", peerSide)
 	t.Cleanup(func() { _, _ = runOut("ip", "link", "del", vppSide) })

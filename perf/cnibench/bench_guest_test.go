@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/vishvananda/netlink"
 
 	"github.com/telcni/telcni/agent"
 	"github.com/telcni/telcni/api"
@@ -54,16 +53,8 @@ func TestGuestCNIBenchmark(t *testing.T) {
 	// master up where they run. bench0 and bench1 are veths made here.
 	// ipvlan and macvlan cannot share a master (the kernel gives a device
 	// one of them), so ipvlan hangs off bench0, VLAN and macvlan off bench1.
-	h, _ := netlink.NewHandle()
 	for _, nic := range []string{"bench0", "bench1"} {
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nic}, PeerName: nic + "p"}
-		if err := h.LinkAdd(veth); err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range []string{nic, nic + "p"} {
-			l, _ := h.LinkByName(n)
-			_ = h.LinkSetUp(l)
-		}
+		netnstest.Uplink(t, "/proc/self/ns/net", nic)
 	}
 	socket := startAgent(t)
 
@@ -99,10 +90,6 @@ func TestGuestCNIBenchmark(t *testing.T) {
 			CapabilityArgs: map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{api.NetworksAnnotation: fmt.Sprintf(annotation, 2+i%200)}}}
 		start := time.Now()
 		if _, err := cni.AddNetworkList(ctx, telcniList, rt); err != nil {
-			links, _ := h.LinkList()
-			for _, l := range links {
-				t.Logf("link %d %s type %s parent %d master %d alias %q", l.Attrs().Index, l.Attrs().Name, l.Type(), l.Attrs().ParentIndex, l.Attrs().MasterIndex, l.Attrs().Alias)
-			}
 			t.Fatalf("telcni ADD: %v", err)
 		}
 		if err := cni.DelNetworkList(ctx, telcniList, rt); err != nil {
