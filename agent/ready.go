@@ -48,11 +48,8 @@ func (a *Agent) pathsReady(ctx context.Context, call *cni.Call) error {
 }
 
 func (a *Agent) pathReady(n *api.Network) error {
-	if r, ok := a.paths[n.Path].(attach.NetworkReadier); ok {
-		return r.ReadyFor(n)
-	}
 	if r, ok := a.paths[n.Path].(attach.Readier); ok {
-		return r.Ready()
+		return r.ReadyFor(n)
 	}
 	return nil
 }

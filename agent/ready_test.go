@@ -26,7 +26,9 @@ func (downPath) Attach(context.Context, *attach.Request) (*attach.Interface, err
 }
 func (downPath) Detach(context.Context, *attach.Record) error { return nil }
 func (downPath) Check(context.Context, *attach.Record) error  { return nil }
-func (downPath) Ready() error                                 { return errors.New("VPP not available on /run/vpp/api.sock") }
+func (downPath) ReadyFor(*api.Network) error {
+	return errors.New("VPP not available on /run/vpp/api.sock")
+}
 
 func TestStatusReflectsPathReadiness(t *testing.T) {
 	e := newEnv(t)

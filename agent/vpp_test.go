@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,20 +28,29 @@ const fastNet = `{"name":"fast","path":"memif","ipam":{"subnets":[{"cidr":"10.61
 // on apiSocket.
 func vppAgent(t *testing.T, apiSocket string) (*Agent, *vppagent.Manager) {
 	t.Helper()
-	netDir := t.TempDir()
+	a, m, _ := vppAgentIn(t, apiSocket, t.TempDir())
+	return a, m
+}
+
+// vppAgentIn is vppAgent with its state in stateDir (an agent restart
+// reuses it); stop ends the agent as a crash would: VPP is left as it is.
+func vppAgentIn(t *testing.T, apiSocket, stateDir string) (a *Agent, m *vppagent.Manager, stop func()) {
+	t.Helper()
+	netDir := filepath.Join(stateDir, "networks")
+	if err := os.MkdirAll(netDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(netDir, "fast.json"), []byte(fastNet), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := ipam.Open(filepath.Join(t.TempDir(), "state.db"))
+	store, err := ipam.Open(filepath.Join(stateDir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	m, err := vppagent.NewManager(vppagent.Config{
+	m, err = vppagent.NewManager(vppagent.Config{
 		Conn:   vppagent.ConnConfig{APISocket: apiSocket, PingInterval: 200 * time.Millisecond},
-		Store:  vppagent.FileStore{Dir: t.TempDir()},
-		RunDir: t.TempDir(), Logger: log,
+		RunDir: filepath.Join(stateDir, "run"), Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,14 +58,81 @@ func vppAgent(t *testing.T, apiSocket string) (*Agent, *vppagent.Manager) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; store.Close() }) }
+	t.Cleanup(stop)
 	p := vppagent.NewPath(m)
-	a := New(Config{Store: store, Networks: netsource.NewDir(netDir), Log: log,
+	a = New(Config{Store: store, Networks: netsource.NewDir(netDir), Log: log,
 		Paths: map[api.PathKind]attach.Path{api.PathMemif: p, api.PathVhostUser: p}})
 	if err := a.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return a, m
+	return a, m, stop
+}
+
+func waitVPP(t *testing.T, m *vppagent.Manager) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for m.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("VPP not ready: %v", m.Ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The agent's records are the only record of VPP interfaces: after an
+// agent crash the new agent keeps what its records hold (same interface,
+// not re-created), removes what they do not, and DELs from them.
+func TestVPPAgentRestartFollowsItsRecords(t *testing.T) {
+	v := vpptest.Start(t, vpptest.Options{})
+	state := t.TempDir()
+	a1, m1, stop1 := vppAgentIn(t, v.APISocket, state)
+	waitVPP(t, m1)
+	netns := netnstest.New(t)
+	if r := dispatch(a1, "ADD", "cid-keep", netns, "net1", fastConf); r.Error != nil {
+		t.Fatalf("ADD: %+v", r.Error)
+	}
+	// An interface VPP has but no agent record holds (made past the agent).
+	n, err := api.ParseNetwork([]byte(fastNet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m1.Add(context.Background(), vppagent.PodInterface{ContainerID: "cid-orphan", IfName: "net1", Netns: netns,
+		Network: vppagent.NetworkFromAPI(n)}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a1.get(recordKey("cid-keep", "net1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keptIdx := rec.Interfaces[0].Interface.State["vppSwIfIndex"]
+	if n := strings.Count(v.MustCLI("show interface"), "memif"); n != 2 {
+		t.Fatalf("%d memif interfaces before the restart, want 2", n)
+	}
+	stop1() // kill: no DEL, VPP untouched
+
+	a2, m2, _ := vppAgentIn(t, v.APISocket, state)
+	waitVPP(t, m2)
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(v.MustCLI("show interface"), "memif") != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // reconcile runs once both Retain and the connect happened
+	}
+	if out := v.MustCLI("show interface"); strings.Count(out, "memif") != 1 {
+		t.Errorf("after the restart VPP should have only the recorded memif:\n%s", out)
+	}
+	if recs := m2.Records(); len(recs) != 1 || strconv.FormatUint(uint64(recs[0].SwIfIndex), 10) != keptIdx {
+		t.Errorf("the recorded interface (sw_if_index %s) should be kept, not re-created: %+v", keptIdx, recs)
+	}
+	if r := dispatch(a2, "CHECK", "cid-keep", netns, "net1", fastConf); r.Error != nil {
+		t.Errorf("CHECK after restart: %+v", r.Error)
+	}
+	if r := dispatch(a2, "DEL", "cid-keep", netns, "net1", fastConf); r.Error != nil {
+		t.Fatalf("DEL after restart: %+v", r.Error)
+	}
+	if out := v.MustCLI("show interface"); strings.Contains(out, "memif") {
+		t.Errorf("memif left in VPP after DEL:\n%s", out)
+	}
 }
 
 func dispatch(a *Agent, cmd, cid, netns, ifName, conf string) *cni.Reply {

@@ -7,13 +7,13 @@ import (
 )
 
 // Readier is implemented by paths that depend on a service outside the
-// agent (VPP for memif and vhostuser). Ready is nil while the path can
-// attach interfaces; otherwise its error says why (e.g. which socket is
-// unreachable). The agent's STATUS and readiness consult it only for the
-// networks that use the path, so a node without VPP serves its other
-// networks normally.
+// agent (VPP for memif and vhostuser). ReadyFor is nil while the path can
+// attach interfaces of network n; otherwise its error says why (which
+// socket is unreachable, which plugin a network needs is missing). The
+// agent's STATUS and readiness consult it only for the networks that use
+// the path, so a node without VPP serves its other networks normally.
 type Readier interface {
-	Ready() error
+	ReadyFor(n *api.Network) error
 }
 
 // Retainer is implemented by paths that keep their own account of what
@@ -24,10 +24,4 @@ type Readier interface {
 // so that the agent's records stay the one truth.
 type Retainer interface {
 	Retain(ctx context.Context, recs []*Record) error
-}
-
-// NetworkReadier is a Readier that can tell networks apart (a VPP without
-// the vhost plugin serves memif networks but not vhostuser ones).
-type NetworkReadier interface {
-	ReadyFor(n *api.Network) error
 }

@@ -35,7 +35,7 @@ func startVPPAgent(t *testing.T, v *vpptest.VPP) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
 	m, err := vppagent.NewManager(vppagent.Config{Conn: vppagent.ConnConfig{APISocket: v.APISocket, PingInterval: 200 * time.Millisecond},
-		Store: vppagent.FileStore{Dir: t.TempDir()}, RunDir: run, Logger: log})
+		RunDir: run, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

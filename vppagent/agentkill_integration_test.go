@@ -20,8 +20,8 @@ import (
 const helperEnv = "TELCNI_VPPAGENT_HELPER"
 
 type helperArgs struct {
-	APISocket, RecDir, RunDir string
-	Spec                      PodInterface
+	APISocket, RunDir string
+	Spec              PodInterface
 }
 
 func TestMain(m *testing.M) {
@@ -37,7 +37,7 @@ func helperAgent(arg string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	mgr, err := NewManager(Config{Conn: ConnConfig{APISocket: h.APISocket}, Store: FileStore{Dir: h.RecDir}, RunDir: h.RunDir})
+	mgr, err := NewManager(Config{Conn: ConnConfig{APISocket: h.APISocket}, RunDir: h.RunDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -51,6 +51,10 @@ func helperAgent(arg string) int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if err := mgr.Retain(ctx, nil); err != nil { // a fresh agent
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	if _, err := mgr.Add(ctx, h.Spec); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -61,9 +65,9 @@ func helperAgent(arg string) int {
 
 func TestVPPAgentKilledBetweenAddAndDel(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	rd, runDir := recDir(t), shortTemp(t)
+	runDir := shortTemp(t)
 	spec := PodInterface{ContainerID: cidA, IfName: "k0", Netns: newNetns(t), Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.9/24")}}
-	arg, _ := json.Marshal(helperArgs{APISocket: v.APISocket, RecDir: rd, RunDir: runDir, Spec: spec})
+	arg, _ := json.Marshal(helperArgs{APISocket: v.APISocket, RunDir: runDir, Spec: spec})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(arg))
 	cmd.Stderr = os.Stderr
@@ -83,7 +87,8 @@ func TestVPPAgentKilledBetweenAddAndDel(t *testing.T) {
 	_ = cmd.Process.Kill() // kill -9 between ADD and DEL
 	_ = cmd.Wait()
 
-	a := startAgent(t, v, rd, runDir)
+	// The restarted agent hands over its record of the interface.
+	a := startAgent(t, v, []PodInterface{spec}, runDir)
 	if ifs, _ := telcniObjects(t, a); len(ifs) != 1 || ifs[0] != spec.Tag() {
 		t.Fatalf("after the agent restart VPP has %v, want %s kept", ifs, spec.Tag())
 	}

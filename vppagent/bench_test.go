@@ -22,7 +22,7 @@ import (
 // rows are the baseline to compare against on this machine.
 func BenchmarkVPPMemif(b *testing.B) {
 	v := vpptest.Start(b, vpptest.Options{Busy: true})
-	a := startAgent(b, v, recDir(b), shortTemp(b))
+	a := startAgent(b, v, nil, shortTemp(b))
 	ctx := context.Background()
 	l2 := Network{Name: "bench-l2", Kind: KindMemif, Memif: MemifOptions{RingSize: 1024}}
 	l3 := Network{Name: "bench-l3", Kind: KindMemif, L3: true, Memif: MemifOptions{Mode: MemifModeIP, RingSize: 1024}}

@@ -13,7 +13,7 @@ import (
 
 func TestVPPCLIPassthrough(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	srv := httptest.NewServer(CLIHandler(a.m))
 	defer srv.Close()
 	call := func(body string) (int, CLIReply) {

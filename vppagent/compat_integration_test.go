@@ -17,7 +17,7 @@ import (
 func TestVPPIncompatibleIsRefused(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{Without: []string{"memif_plugin.so"}})
 	m, err := NewManager(Config{Conn: ConnConfig{APISocket: v.APISocket, MaxBackoff: 200 * time.Millisecond},
-		Store: FileStore{Dir: t.TempDir()}, RunDir: shortTemp(t), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		RunDir: shortTemp(t), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestVPPIncompatibleIsRefused(t *testing.T) {
 // are refused naming the missing API.
 func TestVPPWithoutVhostPlugin(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{Without: []string{"vhost_plugin.so"}})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	if _, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "m0", Netns: newNetns(t), Network: l2Net()}); err != nil {
 		t.Fatalf("memif ADD on a VPP without vhost: %v", err)
@@ -62,12 +62,8 @@ func TestVPPWithoutVhostPlugin(t *testing.T) {
 // plugin) does not keep VPP from serving the other networks.
 func TestVPPUnrebuildableRecordDoesNotBlock(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{Without: []string{"vhost_plugin.so"}})
-	rd := recDir(t)
-	stale := Record{Spec: PodInterface{ContainerID: cidB, IfName: "vh0", Network: Network{Name: "vh", Kind: KindVhostUser}}}
-	if err := (FileStore{Dir: rd}).Put(stale); err != nil {
-		t.Fatal(err)
-	}
-	a := startAgent(t, v, rd, shortTemp(t)) // fails the test if never ready
+	stale := PodInterface{ContainerID: cidB, IfName: "vh0", Network: Network{Name: "vh", Kind: KindVhostUser}}
+	a := startAgent(t, v, []PodInterface{stale}, shortTemp(t)) // fails the test if never ready
 	if _, err := a.m.Add(context.Background(), PodInterface{ContainerID: cidA, IfName: "m0", Netns: newNetns(t), Network: l2Net()}); err != nil {
 		t.Fatalf("memif ADD beside an unrebuildable record: %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 // leave nothing behind.
 func TestVPPConcurrentAddDel(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	const pods = 16
 	specs := make([]PodInterface, pods)

@@ -430,9 +430,20 @@ func (f *fakeVPP) byTag(tag string) *fakeIf {
 	return nil
 }
 
-// fakeManager is a Manager wired to f as if connected.
-func fakeManager(f *fakeVPP, dir string) *Manager {
-	m, _ := NewManager(Config{Store: FileStore{Dir: dir}, RunDir: dir + "/run"})
+// fakeManager is a Manager wired to f as if connected, started by an
+// agent with the records keep.
+func fakeManager(f *fakeVPP, dir string, keep ...PodInterface) *Manager {
+	m := restartedManager(f, dir)
+	if err := m.Retain(context.Background(), keep); err != nil {
+		panic(err) // Retain reports no error for valid specs
+	}
+	return m
+}
+
+// restartedManager is a Manager wired to f whose agent has not yet handed
+// it its records (Retain).
+func restartedManager(f *fakeVPP, dir string) *Manager {
+	m, _ := NewManager(Config{RunDir: dir + "/run"})
 	m.conn.setState(f, nil, "fake", nil, nil)
 	return m
 }

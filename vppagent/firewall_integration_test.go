@@ -16,7 +16,7 @@ import (
 // DEL removes the ACLs; an ACL nobody owns is removed by reconcile.
 func TestVPPFirewallACLs(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	n := l2Net()
 	n.Firewall = []FirewallRule{{Direction: "ingress", Drop: true, Protocol: "icmp", CIDR: pfx("10.9.0.1/32")}}

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -44,13 +43,13 @@ type testAgent struct {
 	wg     sync.WaitGroup
 }
 
-// startAgent runs a Manager against v with the given record dir; stop
-// ends it without touching VPP (as if the agent died).
-func startAgent(t testing.TB, v *vpptest.VPP, recDir, runDir string) *testAgent {
+// startAgent runs a Manager against v and hands it keep, the records an
+// agent would have at start-up (none for a fresh agent); stop ends it
+// without touching VPP (as if the agent died).
+func startAgent(t testing.TB, v *vpptest.VPP, keep []PodInterface, runDir string) *testAgent {
 	t.Helper()
 	m, err := NewManager(Config{
 		Conn:   ConnConfig{APISocket: v.APISocket, StatsSocket: v.StatsSocket, PingInterval: 200 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
-		Store:  FileStore{Dir: recDir},
 		RunDir: runDir,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
@@ -63,6 +62,9 @@ func startAgent(t testing.TB, v *vpptest.VPP, recDir, runDir string) *testAgent 
 	go func() { defer a.wg.Done(); m.Run(ctx) }()
 	t.Cleanup(a.stop)
 	waitReady(t, m, 15*time.Second)
+	if err := m.Retain(ctx, keep); err != nil {
+		t.Fatal(err)
+	}
 	return a
 }
 
@@ -142,7 +144,5 @@ func shortTemp(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
 }
-
-func recDir(t testing.TB) string { return filepath.Join(t.TempDir(), "records") }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }

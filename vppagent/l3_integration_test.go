@@ -14,7 +14,7 @@ import (
 
 func TestVPPMemifL3RoutesPodToPod(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	n := Network{Name: "routed", Kind: KindMemif, L3: true}
 	gw, gw6 := netip.MustParseAddr("10.70.0.1"), netip.MustParseAddr("fd00:70::1")

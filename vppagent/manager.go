@@ -17,28 +17,29 @@ const DefaultRunDir = "/run/telcni"
 // Config configures a Manager.
 type Config struct {
 	Conn   ConnConfig
-	Store  Store
 	RunDir string
 	Logger *slog.Logger
 }
 
 // Manager builds and removes pod interfaces in VPP and keeps VPP in line
-// with its records across VPP and agent restarts. All VPP changes are
-// serialised by one mutex: VPP applies API calls one at a time anyway, and
-// reconcile must not interleave with an ADD.
+// with the agent's records across VPP and agent restarts. It persists
+// nothing itself: the agent hands it its records at start-up (Retain). All
+// VPP changes are serialised by one mutex: VPP applies API calls one at a
+// time anyway, and reconcile must not interleave with an ADD.
 type Manager struct {
 	conn   *Conn
-	store  Store
+	recs   records
 	runDir string
 	log    *slog.Logger
 	mu     sync.Mutex
+	// retained is set once Retain has given the Manager the agent's
+	// records: before that, every telcni object in VPP would look unowned,
+	// so reconcile waits for it.
+	retained bool
 }
 
 // NewManager returns a Manager; call Run to connect.
 func NewManager(cfg Config) (*Manager, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("vppagent: no record store")
-	}
 	if cfg.RunDir == "" {
 		cfg.RunDir = DefaultRunDir
 	}
@@ -46,7 +47,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	m := &Manager{store: cfg.Store, runDir: cfg.RunDir, log: lg.With("component", "vppagent")}
+	m := &Manager{runDir: cfg.RunDir, log: lg.With("component", "vppagent")}
 	cc := cfg.Conn
 	cc.Logger = lg
 	cc.OnConnect = func(ctx context.Context, c api.Connection) error {
@@ -93,10 +94,7 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	others, err := m.store.List()
-	if err != nil {
-		return nil, err
-	}
+	others := m.recs.list()
 	for _, o := range others {
 		if o.Spec.Key() != spec.Key() && o.Spec.Tag() == spec.Tag() {
 			return nil, fmt.Errorf("vppagent: tag %q already used by %s", spec.Tag(), o.Spec.Key())
@@ -110,11 +108,7 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 		m.gcNetworkIfUnused(ctx, v, &spec.Network, others)
 		return nil, err
 	}
-	if err := m.store.Put(*rec); err != nil {
-		_ = m.deletePod(ctx, v, *rec)
-		m.gcNetworkIfUnused(ctx, v, &spec.Network, others)
-		return nil, err
-	}
+	m.recs.put(*rec)
 	m.log.Info("pod interface added", "tag", spec.Tag(), "swIfIndex", rec.SwIfIndex, "network", spec.Network.Name)
 	return rec, nil
 }
@@ -152,57 +146,31 @@ func (m *Manager) needs(n *Network) error {
 	return nil
 }
 
-// Del removes the recorded interface and, with the network's last pod, the
-// network's shared objects. It succeeds while VPP is down: the record goes
-// and reconcile removes the leftovers (VPP restarted empty, or they are
-// orphans) at the next connect.
+// Del removes the interface recorded under key ("<container-id>/<ifname>")
+// and, with the network's last pod, the network's shared objects. It
+// succeeds while VPP is down: the record goes and reconcile removes the
+// leftovers (VPP restarted empty, or they are orphans) at the next connect.
+// An unknown key is not an error (DEL is idempotent).
 func (m *Manager) Del(ctx context.Context, key string) error {
-	return m.del(ctx, key, nil)
-}
-
-// DelSpec is Del for a caller that keeps its own record of spec (the
-// agent): when this Manager has no record (its store was lost), the
-// interface is still found by its tag and removed.
-func (m *Manager) DelSpec(ctx context.Context, spec PodInterface) error {
-	return m.del(ctx, spec.Key(), &spec)
-}
-
-func (m *Manager) del(ctx context.Context, key string, fallback *PodInterface) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	recs, err := m.store.List()
+	rec, ok := m.recs.get(key)
+	if !ok {
+		return nil
+	}
+	m.recs.delete(key)
+	c, err := m.conn.API()
 	if err != nil {
+		m.log.Warn("VPP unavailable at DEL; its objects go at reconcile", "tag", rec.Spec.Tag(), "err", err)
+		return nil
+	}
+	v := &vpp{conn: c}
+	if err := m.deletePod(ctx, v, rec); err != nil {
+		m.recs.put(rec) // still there: a retried DEL tries again
 		return err
 	}
-	var rec *Record
-	var rest []Record
-	for i := range recs {
-		if recs[i].Spec.Key() == key {
-			rec = &recs[i]
-		} else {
-			rest = append(rest, recs[i])
-		}
-	}
-	if rec == nil {
-		if fallback == nil {
-			return nil // DEL is idempotent
-		}
-		r, err := m.describe(*fallback) // the socket, as ADD derived it
-		if err != nil {
-			return err
-		}
-		rec = &r
-	}
-	if c, err := m.conn.API(); err == nil {
-		v := &vpp{conn: c}
-		if err := m.deletePod(ctx, v, *rec); err != nil {
-			return err
-		}
-		m.gcNetworkIfUnused(ctx, v, &rec.Spec.Network, rest)
-	} else {
-		m.log.Warn("VPP unavailable at DEL; record removed, VPP objects go at reconcile", "tag", rec.Spec.Tag(), "err", err)
-	}
-	return m.store.Delete(key)
+	m.gcNetworkIfUnused(ctx, v, &rec.Spec.Network, m.recs.list())
+	return nil
 }
 
 // CLI runs a VPP debug CLI command (telcnictl's passthrough).
@@ -214,47 +182,27 @@ func (m *Manager) CLI(ctx context.Context, cmd string) (string, error) {
 	return (&vpp{conn: c}).cli(ctx, cmd)
 }
 
-// Retain makes the records exactly specs (the agent's ready
-// attachments): records of interfaces the agent no longer has are dropped,
-// interfaces the agent has but this store lost are recorded again. With VPP
-// connected it then reconciles, which removes and re-creates accordingly;
-// otherwise the next connect does.
+// Retain makes the Manager serve exactly specs (the agent's ready
+// attachments on VPP networks), then reconciles VPP with them: what is
+// missing is re-created, what nobody owns is removed. Until Retain has run
+// the Manager removes nothing (see retained). With VPP down, the next
+// connect reconciles.
 func (m *Manager) Retain(ctx context.Context, specs []PodInterface) error {
-	m.mu.Lock()
-	recs, err := m.store.List()
-	if err != nil {
-		m.mu.Unlock()
-		return err
-	}
-	want := map[string]PodInterface{}
+	var recs []Record
 	for _, s := range specs {
-		want[s.Key()] = s
-	}
-	have := map[string]bool{}
-	var errs []error
-	for _, r := range recs {
-		have[r.Spec.Key()] = true
-		if _, ok := want[r.Spec.Key()]; !ok {
-			m.log.Info("forgetting a VPP interface the agent has no record of", "tag", r.Spec.Tag())
-			errs = append(errs, m.store.Delete(r.Spec.Key()))
-		}
-	}
-	for k, s := range want {
-		if have[k] {
-			continue
-		}
 		r, err := m.describe(s)
 		if err != nil {
-			errs = append(errs, err)
+			// The agent keeps the record (DEL frees it); VPP stops serving
+			// an interface it could not have built.
+			m.log.Warn("not retaining a VPP interface", "tag", s.Tag(), "err", err)
 			continue
 		}
-		m.log.Info("re-recording a VPP interface from the agent's records", "tag", s.Tag())
-		errs = append(errs, m.store.Put(r))
+		recs = append(recs, r)
 	}
+	m.mu.Lock()
+	m.recs.replace(recs)
+	m.retained = true
 	m.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
 	if c, err := m.conn.API(); err == nil {
 		// VPP trouble must not stop the agent from starting: the next
 		// connect reconciles again.
@@ -287,8 +235,8 @@ func (m *Manager) Check(ctx context.Context, spec PodInterface) error {
 	return fmt.Errorf("VPP has no interface tagged %s", spec.Tag())
 }
 
-// Records lists what the Manager owns.
-func (m *Manager) Records() ([]Record, error) { return m.store.List() }
+// Records lists the pod interfaces the Manager serves.
+func (m *Manager) Records() []Record { return m.recs.list() }
 
 // Reconcile runs reconcile now (CNI GC, tests).
 func (m *Manager) Reconcile(ctx context.Context) error {

@@ -187,27 +187,23 @@ func TestReconcileRecreatesAndCollects(t *testing.T) {
 	if _, err := m.Add(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	// VPP restarts empty: reconcile re-creates from the records.
+	// VPP restarts empty (and the agent with it): reconcile re-creates
+	// from the agent's records.
 	f2 := newFakeVPP()
 	f2.next = 40
-	m2 := fakeManager(f2, dir)
-	if err := m2.Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m2 := fakeManager(f2, dir, spec)
 	if i := f2.byTag(spec.Tag()); i == nil || !i.up || i.bd != spec.Network.BridgeDomain() {
 		t.Fatalf("after VPP restart: %+v", i)
 	}
-	recs, _ := m2.Records()
+	recs := m2.Records()
 	if len(recs) != 1 || recs[0].SwIfIndex < 40 {
 		t.Errorf("record not updated with the new sw_if_index: %+v", recs)
 	}
 	// Orphans: an interface, bridge domain and socket tagged telcni that no
-	// record owns; a foreign tagged interface stays.
+	// record owns (made by a Manager whose agent then forgot them); a
+	// foreign tagged interface stays.
 	orphan := PodInterface{ContainerID: cidB, IfName: "x0", Netns: "/proc/1/ns/net", Network: Network{Name: "gone", Kind: KindMemif}}
-	if _, err := m2.Add(ctx, orphan); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(FileStore{Dir: dir}.file(orphan.Key())); err != nil {
+	if _, err := fakeManager(f2, dir).Add(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}
 	f2.mu.Lock()
@@ -239,7 +235,7 @@ func TestDelWhileVPPDownDropsRecord(t *testing.T) {
 	if err := m.Del(ctx, spec.Key()); err != nil {
 		t.Fatalf("DEL with VPP down: %v", err)
 	}
-	if recs, _ := m.Records(); len(recs) != 0 {
+	if recs := m.Records(); len(recs) != 0 {
 		t.Errorf("records after DEL: %v", recs)
 	}
 	// VPP comes back with the leftovers: reconcile removes them.

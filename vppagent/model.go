@@ -239,8 +239,9 @@ type VhostUserInfo struct {
 	Path string `json:"path"`
 }
 
-// Record is what the agent persists per pod interface so that DEL,
-// reconcile and GC work after any restart.
+// Record is what the Manager knows of one pod interface it serves. It is
+// derived from the agent's attachment record (describe) and from VPP (the
+// sw_if_index, found again by tag), never persisted on its own.
 type Record struct {
 	Spec       PodInterface `json:"spec"`
 	SwIfIndex  uint32       `json:"swIfIndex"` // last known; re-resolved by tag

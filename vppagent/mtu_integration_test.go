@@ -11,7 +11,7 @@ import (
 
 func TestVPPNetworkMTU(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	for _, n := range []Network{
 		{Name: "mtu-memif", Kind: KindMemif, MTU: 1400},

@@ -18,8 +18,6 @@ var (
 	_ attach.Path     = (*Path)(nil)
 	_ attach.Readier  = (*Path)(nil)
 	_ attach.Retainer = (*Path)(nil)
-
-	_ attach.NetworkReadier = (*Path)(nil)
 )
 
 // NewPath serves the agent's VPP networks through m.
@@ -32,7 +30,7 @@ func Kinds() []api.PathKind { return []api.PathKind{api.PathMemif, api.PathVhost
 func (p *Path) Ready() error { return p.m.Ready() }
 
 // ReadyFor is Ready for one network: VPP must also have the optional APIs
-// (plugins) the network uses.
+// (plugins) the network uses (attach.Readier).
 func (p *Path) ReadyFor(n *api.Network) error {
 	if err := p.m.Ready(); err != nil {
 		return err
@@ -66,11 +64,7 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 // Detach removes the interface; VPP being down is not an error (its
 // objects are removed at reconcile, or vanished with a VPP restart).
 func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
-	spec, err := specFromRequest(&rec.Request)
-	if err != nil {
-		return p.m.Del(ctx, rec.ContainerID+"/"+rec.IfName)
-	}
-	return coded(p.m.DelSpec(ctx, spec))
+	return coded(p.m.Del(ctx, rec.ContainerID+"/"+rec.IfName))
 }
 
 // Retain makes the agent's ready attachments the truth for VPP (see

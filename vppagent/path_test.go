@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -42,9 +41,11 @@ func TestPathAttachDetachCheck(t *testing.T) {
 	if err := p.Check(ctx, rec); err != nil {
 		t.Errorf("CHECK of a healthy interface: %v", err)
 	}
-	// The agent's record outlives vppagent's own (lost store): DEL still
-	// finds the interface by its tag.
-	if err := os.RemoveAll(m.store.(FileStore).Dir); err != nil {
+	// The agent restarts: its record, handed over by Retain, is all the
+	// new Manager knows, and DEL finds the interface from it.
+	m = restartedManager(f, t.TempDir())
+	p = NewPath(m)
+	if err := p.Retain(ctx, []*attach.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Detach(ctx, rec); err != nil {
@@ -80,14 +81,13 @@ func TestPathRetainFollowsAgentRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// vppagent lost its record of keep; the agent no longer has gone.
-	if err := m.store.Delete(cidA + "/fh0"); err != nil {
-		t.Fatal(err)
-	}
+	// The agent restarts and no longer has gone.
+	m = restartedManager(f, t.TempDir())
+	p = NewPath(m)
 	if err := p.Retain(ctx, []*attach.Record{{Request: *keep}}); err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := m.Records()
+	recs := m.Records()
 	if len(recs) != 1 || recs[0].Spec.ContainerID != cidA {
 		t.Fatalf("records after Retain: %+v", recs)
 	}

@@ -10,14 +10,17 @@ import (
 
 // reconcile makes VPP match the records: every recorded interface exists
 // (after a VPP restart, everything is re-created), and every telcni-tagged
-// object nobody owns is removed (after an agent crash or a lost DEL).
+// object nobody owns is removed (after an agent crash or a lost DEL). It
+// does nothing before Retain: at an agent's start the connect may come
+// first, and every object would look unowned.
 func (m *Manager) reconcile(ctx context.Context, v *vpp) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	recs, err := m.store.List()
-	if err != nil {
-		return err
+	if !m.retained {
+		m.log.Info("VPP connected; reconcile waits for the agent's records")
+		return nil
 	}
+	recs := m.recs.list()
 	st, err := m.observe(ctx, v)
 	if err != nil {
 		return err
@@ -45,9 +48,7 @@ func (m *Manager) reconcile(ctx context.Context, v *vpp) error {
 			errs = append(errs, fmt.Errorf("%s: %w", r.Spec.Key(), err))
 		}
 		if nr.SwIfIndex != r.SwIfIndex || nr.Socket != r.Socket {
-			if err := m.store.Put(*nr); err != nil {
-				errs = append(errs, err)
-			}
+			m.recs.put(*nr)
 		}
 	}
 	if err := m.collect(ctx, v, recs); err != nil {

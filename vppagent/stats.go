@@ -36,11 +36,7 @@ func (m *Manager) PodCounters() ([]Counters, error) {
 	if s == nil {
 		return nil, &UnavailableError{Socket: m.conn.cfg.StatsSocket, Err: errors.New("stats not connected")}
 	}
-	recs, err := m.store.List()
-	if err != nil {
-		return nil, err
-	}
-	return podCounters(s, recs)
+	return podCounters(s, m.recs.list())
 }
 
 func podCounters(s StatsSource, recs []Record) ([]Counters, error) {

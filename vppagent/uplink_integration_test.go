@@ -51,13 +51,13 @@ func uplinkPreservesSourceIP(t *testing.T, kind string) {
 	up, peer, hostNS := uplinkVeth(t)
 	hn := hostNS[strings.LastIndex(hostNS, "/")+1:]
 	run(t, "ip", "-n", hn, "addr", "add", "10.50.0.1/24", "dev", peer)
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	n := Network{Name: "uplinked", Kind: KindMemif, Uplink: &Uplink{Kind: kind, Name: up}}
 	var me *MissingPluginError
 	rec, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "u0", Netns: newNetns(t), Network: n, IPs: []netip.Prefix{pfx("10.50.0.2/24")}})
 	if errors.As(err, &me) {
-		t.Skipf("VPP_BIN's VPP has no %s plugin: %v", kind, err)
+		vpptest.Skip(t, "VPP_BIN's VPP has no %s plugin: %v", kind, err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func uplinkPreservesSourceIP(t *testing.T, kind string) {
 func TestVPPVLANFramesLeaveTagged(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
 	up, peer, hostNS := uplinkVeth(t)
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	n := Network{Name: "vlan100", Kind: KindMemif, VLAN: 100, Uplink: &Uplink{Kind: UplinkAFPacket, Name: up}}
 	rec, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "v0", Netns: newNetns(t), Network: n, IPs: []netip.Prefix{pfx("10.60.0.2/24")}})
@@ -197,7 +197,7 @@ func TestVPPOwnedUplinkIsKept(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
 	up, _, _ := uplinkVeth(t)
 	v.MustCLI("create host-interface name " + up)
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	n := Network{Name: "owned", Kind: KindMemif, VLAN: 300, Uplink: &Uplink{Kind: UplinkDPDK, Name: "host-" + up}}
 	rec, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "o0", Netns: newNetns(t), Network: n})

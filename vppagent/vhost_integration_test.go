@@ -21,7 +21,7 @@ func testpmdTree(t *testing.T) *testpmd.Env {
 	t.Helper()
 	env, err := testpmd.FindPMDs("librte_mempool_ring.so.23.0", "librte_net_virtio.so.23.0")
 	if err != nil {
-		t.Skipf("dpdk-testpmd with virtio_user: %v (run `make deps-vpp`)", err)
+		vpptest.Skip(t, "dpdk-testpmd with virtio_user: %v (run `make deps-vpp`)", err)
 	}
 	return env
 }
@@ -37,7 +37,7 @@ func TestVPPVhostUserPodPassesTraffic(t *testing.T) {
 func vhostTraffic(t *testing.T, vppMode string) {
 	tp := testpmdTree(t)
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	// One L2 network: a vhost-user pod (testpmd virtio_user, answering ARP
 	// and ICMP echo) and a memif pod that pings it through VPP.
@@ -62,7 +62,7 @@ func vhostTraffic(t *testing.T, vppMode string) {
 	// anonymous memory; in one file, since vhost-user takes at most 8
 	// memory regions.
 	if free := freeHugepages(); free < 64 {
-		t.Skipf("testpmd's virtio_user needs 64 free 2 MB hugepages, %d free: `make deps-vpp` reserves 128 (vm.nr_hugepages)", free)
+		vpptest.Skip(t, "testpmd's virtio_user needs 64 free 2 MB hugepages, %d free: `make deps-vpp` reserves 128 (vm.nr_hugepages)", free)
 	}
 	cmd := exec.Command(tp.Bin, "--in-memory", "--single-file-segments", "-m", "128", "--no-pci", "--file-prefix", "tvh"+vppMode+itoa(uint32(os.Getpid())),
 		"-d", tp.PMDs[0], "-d", tp.PMDs[1],

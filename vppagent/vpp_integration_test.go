@@ -3,7 +3,6 @@ package vppagent
 import (
 	"context"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +50,7 @@ func telcniObjects(t testing.TB, a *testAgent) (ifs []string, bds []uint32) {
 
 func TestVPPConnectsAndChecksCRCs(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	if ver := a.m.Conn().Version(); !strings.HasPrefix(ver, "25.10") {
 		t.Errorf("VPP version %q, want 25.10", ver)
 	}
@@ -59,7 +58,7 @@ func TestVPPConnectsAndChecksCRCs(t *testing.T) {
 
 func TestVPPMemifL2TwoPodsPing(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	nsA, nsB := newNetns(t), newNetns(t)
 	ra, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: nsA, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
@@ -117,7 +116,7 @@ func TestVPPMemifL2TwoPodsPing(t *testing.T) {
 
 func TestVPPDownAddFailsWithCode11(t *testing.T) {
 	sock := "/nonexistent/vpp/api.sock"
-	m, err := NewManager(Config{Conn: ConnConfig{APISocket: sock}, Store: FileStore{Dir: t.TempDir()}})
+	m, err := NewManager(Config{Conn: ConnConfig{APISocket: sock}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +131,7 @@ func TestVPPDownAddFailsWithCode11(t *testing.T) {
 
 func TestVPPRestartReconciles(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	a := startAgent(t, v, recDir(t), shortTemp(t))
+	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
 	nsA, nsB := newNetns(t), newNetns(t)
 	ra, err := a.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: nsA, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
@@ -188,29 +187,26 @@ func TestVPPRestartReconciles(t *testing.T) {
 
 func TestVPPAgentRestartKeepsOwnedRemovesOrphans(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
-	rd, run := recDir(t), shortTemp(t)
-	a1 := startAgent(t, v, rd, run)
+	run := shortTemp(t)
+	a1 := startAgent(t, v, nil, run)
 	ctx := context.Background()
 	ns := newNetns(t)
 	ra, err := a1.m.Add(ctx, PodInterface{ContainerID: cidA, IfName: "fh0", Netns: ns, Network: l2Net(), IPs: []netip.Prefix{pfx("10.9.0.1/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Orphans: a pod interface, network and memif socket whose records are
-	// gone (a DEL the agent never saw), plus a foreign object to keep.
-	orphan, err := a1.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "up0", Netns: ns,
-		Network: Network{Name: "orphaned", Kind: KindMemif}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(FileStore{Dir: rd}.file(orphan.Spec.Key())); err != nil {
+	// Orphans: a pod interface, network and memif socket the restarted
+	// agent has no record of (a DEL it never saw), plus a foreign object
+	// to keep.
+	if _, err := a1.m.Add(ctx, PodInterface{ContainerID: cidB, IfName: "up0", Netns: ns,
+		Network: Network{Name: "orphaned", Kind: KindMemif}}); err != nil {
 		t.Fatal(err)
 	}
 	v.MustCLI("create loopback interface")
 	v.MustCLI("set interface tag loop0 someone-else")
 	a1.stop() // the agent dies between ADD and DEL
 
-	a2 := startAgent(t, v, rd, run)
+	a2 := startAgent(t, v, []PodInterface{ra.Spec}, run)
 	ifs, bds := telcniObjects(t, a2)
 	if len(ifs) != 1 || ifs[0] != ra.Spec.Tag() || len(bds) != 1 || bds[0] != ra.Spec.Network.BridgeDomain() {
 		t.Fatalf("after agent restart VPP has %v %v, want only %s in bd %d", ifs, bds, ra.Spec.Tag(), ra.Spec.Network.BridgeDomain())
@@ -264,7 +260,7 @@ func ifName(t testing.TB, a *testAgent, r *Record) string {
 func TestVPPMemifFileSocket(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
 	runDir := shortTemp(t)
-	a := startAgent(t, v, recDir(t), runDir)
+	a := startAgent(t, v, nil, runDir)
 	ctx := context.Background()
 	fileNet := l2Net()
 	fileNet.Memif.Socket = SocketFile

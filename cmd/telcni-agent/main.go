@@ -76,7 +76,6 @@ func run() error {
 	// whether or not VPP is installed: only those networks wait for it.
 	vpp, err := vppagent.NewManager(vppagent.Config{
 		Conn:   vppagent.ConnConfig{APISocket: *vppAPI, StatsSocket: *vppStats},
-		Store:  vppagent.FileStore{Dir: filepath.Join(*stateDir, "vpp")},
 		RunDir: *runDir,
 		Logger: log.With("path", "vpp"),
 	})

@@ -36,6 +36,17 @@ func Binary() string {
 	return ""
 }
 
+// Skip skips t for a missing part of the VPP test setup, or fails it when
+// TELCNI_REQUIRE_VPP is set (`make test-vpp` with a VPP found): there a
+// skip would hide a regression behind a green run.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("TELCNI_REQUIRE_VPP") != "" {
+		t.Fatalf("TELCNI_REQUIRE_VPP is set but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // Options shape the test VPP.
 type Options struct {
 	// Busy keeps VPP's main loop polling without sleeping (benchmarks);
@@ -106,7 +117,7 @@ func Start(t testing.TB, o Options) *VPP {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
-		t.Skip("VPP not found: set VPP_BIN to a VPP 25.10 binary (or put vpp on PATH); see deploy/vpp/README.md")
+		Skip(t, "VPP not found: set VPP_BIN to a VPP 25.10 binary (or put vpp on PATH; `make deps` unpacks ../shared/vpp when present); see deploy/vpp/README.md")
 	}
 	// Unix socket paths are limited to 108 bytes: keep the dir short.
 	dir, err := os.MkdirTemp("", "tvpp")
