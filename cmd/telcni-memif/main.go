@@ -3,6 +3,7 @@
 //	telcni-memif gen     [flags]  packet generator (rate, size, count, flows)
 //	telcni-memif sink    [flags]  receives and counts
 //	telcni-memif respond [flags]  answers ARP and ICMP echo for -ip
+//	telcni-memif ping    [flags]  pings -dst from -ip, as ping(8)
 //
 // It connects as a client (-role client, the default, e.g. to VPP's memif
 // server) or serves as a server (-role server). Counters are printed every
@@ -42,9 +43,11 @@ type options struct {
 	srcIP   netip.Addr
 	dstIP   netip.Addr
 	dstPort uint
-	// respond
+	// respond, ping
 	addr netip.Addr
 	mac  [6]byte
+	// ping (dstIP is the target)
+	via netip.Addr
 }
 
 func main() {
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage() error {
-	return errors.New("usage: telcni-memif gen|sink|respond [flags] (-h for flags)")
+	return errors.New("usage: telcni-memif gen|sink|respond|ping [flags] (-h for flags)")
 }
 
 func run(args []string) error {
@@ -63,7 +66,7 @@ func run(args []string) error {
 		return usage()
 	}
 	mode := args[0]
-	if mode != "gen" && mode != "sink" && mode != "respond" {
+	if mode != "gen" && mode != "sink" && mode != "respond" && mode != "ping" {
 		return usage()
 	}
 	o, err := parseFlags(mode, args[1:])
@@ -111,9 +114,15 @@ func parseFlags(mode string, args []string) (*options, error) {
 		fs.StringVar(&dstIP, "dst-ip", "10.0.0.2", "destination IPv4 address")
 		fs.UintVar(&o.dstPort, "dst-port", 9, "UDP destination port")
 	}
-	if mode == "respond" {
-		fs.StringVar(&ip, "ip", "", "IPv4 address to answer for (required)")
+	var via string
+	if mode == "respond" || mode == "ping" {
+		fs.StringVar(&ip, "ip", "", "our IPv4 address, answered for (required)")
 		fs.StringVar(&mac, "mac", "02:fe:00:00:00:01", "our MAC address")
+	}
+	if mode == "ping" {
+		fs.StringVar(&dstIP, "dst", "", "IPv4 address to ping (required)")
+		fs.StringVar(&via, "via", "", "next hop resolved with ARP (ethernet mode; default: -dst)")
+		fs.Uint64Var(&o.count, "count", 3, "echo requests to send")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -181,6 +190,20 @@ func parseFlags(mode string, args []string) (*options, error) {
 		}
 		parseMAC(mac, &o.mac)
 		parseIP(ip, &o.addr)
+	case "ping":
+		if ip == "" || dstIP == "" {
+			return nil, errors.New("ping needs -ip (ours) and -dst")
+		}
+		if via == "" {
+			via = dstIP
+		}
+		parseMAC(mac, &o.mac)
+		parseIP(ip, &o.addr)
+		parseIP(dstIP, &o.dstIP)
+		parseIP(via, &o.via)
+		if err == nil && (o.count < 1 || o.count > 65535) {
+			err = fmt.Errorf("-count %d out of range 1..65535", o.count)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -274,6 +297,8 @@ func session(ctx context.Context, mode string, o *options, c *memif.Conn, total 
 	switch mode {
 	case "gen":
 		return generate(ctx, o, c, base.txPackets, tick, report)
+	case "ping":
+		return ping(ctx, o, c)
 	default:
 		return false, receive(ctx, mode, o, c, tick, report)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,43 +20,14 @@ var (
 	ourIP   = netip.MustParseAddr("10.1.0.2")
 )
 
-func arpRequest(target netip.Addr) []byte {
-	f := make([]byte, 42)
-	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(f[6:12], peerMAC[:])
-	binary.BigEndian.PutUint16(f[12:], etherTypeARP)
-	a := f[14:]
-	binary.BigEndian.PutUint16(a[0:], 1)
-	binary.BigEndian.PutUint16(a[2:], etherTypeIP)
-	a[4], a[5] = 6, 4
-	binary.BigEndian.PutUint16(a[6:], 1)
-	copy(a[8:14], peerMAC[:])
-	p4, t4 := peerIP.As4(), target.As4()
-	copy(a[14:18], p4[:])
-	copy(a[24:28], t4[:])
-	return f
+// testARP is the peer's ARP request for target.
+func testARP(target netip.Addr) []byte {
+	return arpRequest(make([]byte, 42), peerMAC, peerIP, target)
 }
 
-func echoRequest(dst netip.Addr, payload int) []byte {
-	total := 20 + 8 + payload
-	p := make([]byte, total)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(total))
-	p[8] = 64
-	p[9] = protoICMP
-	s4, d4 := peerIP.As4(), dst.As4()
-	copy(p[12:16], s4[:])
-	copy(p[16:20], d4[:])
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
-	ic := p[20:]
-	ic[0] = 8
-	binary.BigEndian.PutUint16(ic[4:], 0x1234)
-	binary.BigEndian.PutUint16(ic[6:], 7)
-	for i := 8; i < len(ic); i++ {
-		ic[i] = byte(i)
-	}
-	binary.BigEndian.PutUint16(ic[2:], checksum(ic))
-	return p
+// testEcho is the peer's echo request to dst, a bare IPv4 packet.
+func testEcho(dst netip.Addr, payload int) []byte {
+	return echoRequest(make([]byte, 28+payload), true, peerMAC, ourMAC, peerIP, dst, 0x1234, 7, payload)
 }
 
 func ethernet(p []byte) []byte {
@@ -69,14 +41,14 @@ func ethernet(p []byte) []byte {
 
 func TestRespond(t *testing.T) {
 	out := make([]byte, 2000)
-	r := respond(arpRequest(ourIP), out, false, ourMAC, ourIP)
+	r := respond(testARP(ourIP), out, false, ourMAC, ourIP)
 	if r == nil || binary.BigEndian.Uint16(r[14+6:]) != 2 || !bytes.Equal(r[0:6], peerMAC[:]) || !bytes.Equal(r[14+8:14+14], ourMAC[:]) {
 		t.Fatalf("ARP reply %x", r)
 	}
-	if respond(arpRequest(peerIP), out, false, ourMAC, ourIP) != nil {
+	if respond(testARP(peerIP), out, false, ourMAC, ourIP) != nil {
 		t.Fatal("answered ARP for someone else")
 	}
-	req := echoRequest(ourIP, 56)
+	req := testEcho(ourIP, 56)
 	r = respond(ethernet(req), out, false, ourMAC, ourIP)
 	if r == nil {
 		t.Fatal("no echo reply")
@@ -88,7 +60,7 @@ func TestRespond(t *testing.T) {
 	if r := respond(req, out, true, ourMAC, ourIP); r == nil || r[20] != 0 {
 		t.Fatalf("ip mode echo reply %x", r)
 	}
-	bad := echoRequest(ourIP, 10)
+	bad := testEcho(ourIP, 10)
 	bad[30] ^= 1 // corrupt the payload: checksum fails
 	if respond(bad, out, true, ourMAC, ourIP) != nil {
 		t.Fatal("answered a corrupt echo request")
@@ -124,7 +96,7 @@ func TestResponderOverMemif(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqs := [][]byte{arpRequest(ourIP), ethernet(echoRequest(ourIP, 56)), ethernet(echoRequest(ourIP, 3000)), arpRequest(peerIP)}
+	reqs := [][]byte{testARP(ourIP), ethernet(testEcho(ourIP, 56)), ethernet(testEcho(ourIP, 3000)), testARP(peerIP)}
 	// The responder may not have handed its buffers over yet: retry.
 	for sent := 0; sent < len(reqs); {
 		n, err := c.TxBurst(0, reqs[sent:])
@@ -209,5 +181,87 @@ func TestGeneratorOverMemif(t *testing.T) {
 	// would be done in well under a millisecond of sending.
 	if elapsed < 20*time.Millisecond {
 		t.Fatalf("5000 packets at 200000 pps arrived in %v", elapsed)
+	}
+}
+
+// The pinger resolves its next hop, pings through the memif and answers
+// the peer's ARP for its own address; a silent peer fails it.
+func TestPingOverMemif(t *testing.T) {
+	sock, l := peer(t, memif.Ethernet)
+	o, err := parseFlags("ping", []string{"-socket", sock, "-ip", ourIP.String(), "-dst", peerIP.String(), "-count", "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- serve(ctx, "ping", o) }()
+	c, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The peer answers as VPP would, and asks for the pinger's MAC once.
+	asked, answeredUs := false, false
+	bufs := [][]byte{make([]byte, 2048)}
+	out := make([]byte, 2048)
+	for ctx.Err() == nil && !answeredUs {
+		select {
+		case err := <-errc:
+			t.Fatalf("ping ended before answering the peer's ARP: %v", err)
+		default:
+		}
+		if !asked {
+			if n, _ := c.TxBurst(0, [][]byte{testARP(ourIP)}); n == 1 {
+				asked = true
+			}
+		}
+		n, err := c.RxBurst(0, bufs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			var mac [6]byte
+			if arpReplyFrom(bufs[0], ourIP, &mac) {
+				answeredUs = mac == ourMAC
+			} else if r := respond(bufs[0], out, false, peerMAC, peerIP); r != nil {
+				for m := 0; m == 0; m, _ = c.TxBurst(0, [][]byte{r}) {
+				}
+			}
+			bufs[0] = bufs[0][:cap(bufs[0])]
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	// Go on answering until the pinger is done.
+	go func() {
+		for ctx.Err() == nil {
+			n, err := c.RxBurst(0, bufs)
+			if err != nil {
+				return
+			}
+			for i := 0; i < n; i++ {
+				if r := respond(bufs[0], out, false, peerMAC, peerIP); r != nil {
+					_, _ = c.TxBurst(0, [][]byte{r})
+				}
+				bufs[0] = bufs[0][:cap(bufs[0])]
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("ping through an answering peer: %v", err)
+	}
+	cancel()
+
+	// A peer that never answers: the pinger reports what it lacked.
+	sock2, l2 := peer(t, memif.Ethernet)
+	o2, err := parseFlags("ping", []string{"-socket", sock2, "-ip", ourIP.String(), "-dst", peerIP.String(), "-count", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	go func() { _, _ = l2.Accept(ctx2) }()
+	if err := serve(ctx2, "ping", o2); err == nil || !strings.Contains(err.Error(), "no ARP reply for next hop 10.1.0.1") {
+		t.Fatalf("ping with a silent peer: %v", err)
 	}
 }
