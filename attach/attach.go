@@ -35,6 +35,9 @@ type Pod struct {
 type IPConfig struct {
 	Address netip.Prefix `json:"address"`          // the pod's address with the subnet's prefix length
 	Gateway netip.Addr   `json:"gateway,omitzero"` // the subnet's gateway, if any
+	// Static: the pod asked for this address (in a cluster it is reserved
+	// cluster-wide, and DEL frees the reservation).
+	Static bool `json:"static,omitempty"`
 }
 
 // Route is a route to install for an interface.

@@ -32,7 +32,7 @@ func (t *Tx) Allocate(n *api.Network, holder Holder, static []netip.Prefix) ([]a
 	}
 	prev := p.held(holder)
 	if len(prev) > 0 && reuseMatches(prev, byFamily) {
-		return configs(subnets, prev), nil
+		return configs(subnets, prev, byFamily), nil
 	}
 	if err := t.releasePool(p, holder); err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (t *Tx) Allocate(n *api.Network, holder Holder, static []netip.Prefix) ([]a
 		if want, ok := byFamily[s.Prefix.Addr().Is4()]; ok {
 			a, err = p.claimStatic(n.Key(), s, want, holder)
 		} else {
-			a, err = p.claimDynamic(n.Key(), s, holder)
+			a, err = p.claimDynamic(n.Key(), s, holder, t.blocks)
 		}
 		if err != nil {
 			return nil, err
@@ -54,7 +54,7 @@ func (t *Tx) Allocate(n *api.Network, holder Holder, static []netip.Prefix) ([]a
 	if err := p.setHeld(holder, addrs); err != nil {
 		return nil, err
 	}
-	return configs(subnets, addrs), nil
+	return configs(subnets, addrs, byFamily), nil
 }
 
 // matchStatic maps each requested address to its family after checking it
@@ -120,12 +120,12 @@ func reuseMatches(prev []netip.Addr, want map[bool]netip.Addr) bool {
 	return true
 }
 
-func configs(subnets []api.ParsedSubnet, addrs []netip.Addr) []attach.IPConfig {
+func configs(subnets []api.ParsedSubnet, addrs []netip.Addr, static map[bool]netip.Addr) []attach.IPConfig {
 	out := make([]attach.IPConfig, 0, len(addrs))
 	for _, a := range addrs {
 		for _, s := range subnets {
 			if s.Prefix.Contains(a) {
-				out = append(out, attach.IPConfig{Address: netip.PrefixFrom(a, s.Prefix.Bits()), Gateway: s.Gateway})
+				out = append(out, attach.IPConfig{Address: netip.PrefixFrom(a, s.Prefix.Bits()), Gateway: s.Gateway, Static: static[a.Is4()] == a})
 			}
 		}
 	}
@@ -154,19 +154,23 @@ func (p *poolBuckets) claimStatic(network string, s *api.ParsedSubnet, a netip.A
 // pool's hint, wrapping once. Starting after the last allocation (rather
 // than at the range start) keeps a just-freed address out of use for as
 // long as possible, so stale ARP/ND caches elsewhere do not misdirect.
-func (p *poolBuckets) claimDynamic(network string, s *api.ParsedSubnet, holder Holder) (netip.Addr, error) {
+func (p *poolBuckets) claimDynamic(network string, s *api.ParsedSubnet, holder Holder, blocks bool) (netip.Addr, error) {
 	hintKey := []byte("hint6")
 	if s.Prefix.Addr().Is4() {
 		hintKey = []byte("hint4")
 	}
 	start := s.RangeStart
+	var hint netip.Addr
 	if h := p.meta.Get(hintKey); h != nil {
 		if a, ok := netip.AddrFromSlice(h); ok {
 			a = a.Unmap()
 			if a.Is4() == start.Is4() && !a.Less(s.RangeStart) && a.Less(s.RangeEnd) {
-				start = a.Next()
+				start, hint = a.Next(), a
 			}
 		}
+	}
+	if blocks {
+		return p.claimInBlocks(network, s, holder, hintKey, hint)
 	}
 	a, ok := p.nextFree(s, start, s.RangeEnd)
 	if !ok && start != s.RangeStart {
@@ -193,7 +197,7 @@ func (p *poolBuckets) nextFree(s *api.ParsedSubnet, from, to netip.Addr) (netip.
 			a = skip.Next()
 			continue
 		}
-		if a == s.Gateway {
+		if a == s.Gateway || p.foreign(a) {
 			a = a.Next()
 			continue
 		}

@@ -22,6 +22,8 @@ var (
 // Store is the node's bbolt database: address pools and attachment records.
 type Store struct {
 	db *bolt.DB
+	// blocks: dynamic addresses only from the node's blocks (cluster mode).
+	blocks bool
 }
 
 // Open opens (creating if needed) the database at path. A second agent on
@@ -55,7 +57,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // Update runs fn in one read-write transaction: everything fn does is
 // committed together, or nothing is when fn returns an error.
 func (s *Store) Update(fn func(tx *Tx) error) error {
-	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, blocks: s.blocks}) })
 }
 
 // Batch is Update for calls that arrive concurrently (a burst of pod
@@ -63,17 +65,18 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 // more than once (when a batch member fails, the rest are retried), so it
 // must be idempotent.
 func (s *Store) Batch(fn func(tx *Tx) error) error {
-	return s.db.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	return s.db.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, blocks: s.blocks}) })
 }
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, blocks: s.blocks}) })
 }
 
 // Tx is one transaction over pools and records.
 type Tx struct {
-	tx *bolt.Tx
+	tx     *bolt.Tx
+	blocks bool
 }
 
 // PutRecord stores the JSON form of v under key.
@@ -134,10 +137,11 @@ func (t *Tx) pool(network string, create bool) (*poolBuckets, error) {
 			}
 		}
 	}
-	return &poolBuckets{ips: b.Bucket(subIPs), owners: b.Bucket(subOwners), meta: b.Bucket(subMeta)}, nil
+	return &poolBuckets{b: b, ips: b.Bucket(subIPs), owners: b.Bucket(subOwners), meta: b.Bucket(subMeta)}, nil
 }
 
 type poolBuckets struct {
+	b      *bolt.Bucket // the pool itself (blocks, foreign: see blocks.go)
 	ips    *bolt.Bucket // addr (16 bytes) -> Holder JSON
 	owners *bolt.Bucket // holder key -> []addr JSON
 	meta   *bolt.Bucket // "hint4"/"hint6" -> addr
