@@ -40,7 +40,7 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 		prev = nil
 	}
 
-	rec, err := a.reserve(call, p, prev)
+	rec, err := a.reserveCluster(ctx, call, p, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +56,7 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 		_ = a.release(rec)
 		return nil, attach.Errorf(attach.CodeIOFailure, "record attachment %s: %v", rec.Key, err)
 	}
+	a.publishStatus(ctx, rec)
 	a.log.Info("ADD", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "mode", rec.Mode, "interfaces", len(rec.Interfaces))
 	return rec, nil
 }
@@ -122,6 +123,8 @@ func (a *Agent) reserve(call *cni.Call, p *plan, prev *Attachment) (*Attachment,
 	switch {
 	case err == nil:
 		return rec, nil
+	case errors.Is(err, ipam.ErrNeedBlock):
+		return nil, err // reserveCluster claims a block and retries
 	case errors.Is(err, ipam.ErrAddressInUse):
 		return nil, attach.WithCode(attach.CodeAddressInUse, err)
 	case errors.Is(err, ipam.ErrExhausted):

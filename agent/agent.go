@@ -25,6 +25,10 @@ type Config struct {
 	Log   *slog.Logger
 	// AttachTimeout bounds one interface's Attach (0: 60 s).
 	AttachTimeout time.Duration
+	// In a cluster (see cluster.go); nil on a node without Kubernetes.
+	Pods        PodSource
+	Status      StatusWriter
+	ClusterIPAM ClusterIPAM
 }
 
 // Agent answers CNI calls.
@@ -36,6 +40,9 @@ type Agent struct {
 	timeout  time.Duration
 	locks    keyedMutex
 	stats    callStats
+	pods     PodSource
+	status   StatusWriter
+	cluster  ClusterIPAM
 }
 
 // New returns an agent. Call Recover once before serving.
@@ -48,7 +55,8 @@ func New(cfg Config) *Agent {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{store: cfg.Store, networks: cfg.Networks, paths: cfg.Paths, log: log, timeout: t}
+	return &Agent{store: cfg.Store, networks: cfg.Networks, paths: cfg.Paths, log: log, timeout: t,
+		pods: cfg.Pods, status: cfg.Status, cluster: cfg.ClusterIPAM}
 }
 
 func (a *Agent) path(n *api.Network) (attach.Path, error) {

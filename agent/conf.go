@@ -144,7 +144,7 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 			ns = podNS
 		}
 		var n *api.Network
-		if n, err = a.lookup(ctx, "network", ns, c.Network); err != nil {
+		if n, err = a.lookup(ctx, "network", podNS, ns, c.Network); err != nil {
 			return nil, err
 		}
 		p.mode = ModeAttachment
@@ -159,10 +159,19 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 	return p, a.checkUnchanged(p)
 }
 
-func (a *Agent) lookup(ctx context.Context, field, namespace, name string) (*api.Network, error) {
+// lookup finds the network a pod in podNS asked for as namespace/name.
+func (a *Agent) lookup(ctx context.Context, field, podNS, namespace, name string) (*api.Network, error) {
+	if sc, ok := a.networks.(api.NamespaceScoper); ok && !sc.Visible(podNS, namespace) {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "%s: network %s/%s is in namespace %q, which pods of namespace %q may not use (not their own, not shared)",
+			field, namespace, name, namespace, podNS)
+	}
 	n, err := a.networks.Network(ctx, namespace, name)
 	if errors.Is(err, api.ErrNetworkNotFound) {
 		return nil, attach.Errorf(attach.CodeInvalidConfig, "%s: %q is not a network known in namespace %q", field, name, namespace)
+	}
+	var ve *api.ValidationError
+	if errors.Is(err, api.ErrInvalidNetwork) || errors.As(err, &ve) {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "%s: %v", field, err)
 	}
 	if err != nil {
 		return nil, attach.Errorf(attach.CodeIOFailure, "%s: look up network %q: %v", field, name, err)
@@ -185,7 +194,15 @@ func (a *Agent) planAttachment(p *plan, n *api.Network, ifName string) error {
 }
 
 func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) error {
-	annotation := p.conf.RuntimeConfig.PodAnnotations[api.NetworksAnnotation]
+	annotations := p.conf.RuntimeConfig.PodAnnotations
+	if annotations == nil && a.pods != nil && p.pod.Name != "" {
+		// The runtime passed no annotations: read the pod from the cluster.
+		var err error
+		if annotations, err = a.pods.PodAnnotations(ctx, p.pod); err != nil {
+			return attach.Errorf(attach.CodeTryAgainLater, "pod mode: read pod %s/%s: %v", podNS, p.pod.Name, err)
+		}
+	}
+	annotation := annotations[api.NetworksAnnotation]
 	sels, err := api.ParseSelections(annotation, podNS)
 	if err != nil {
 		return attach.WithCode(attach.CodeInvalidConfig, fmt.Errorf("pod annotation %s: %w", api.NetworksAnnotation, err))
@@ -214,7 +231,7 @@ func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) e
 		if used[cniIfName] {
 			return attach.Errorf(attach.CodeInvalidConfig, "pod annotation %s: interface %q is the pod's primary interface (CNI_IFNAME)", api.NetworksAnnotation, cniIfName)
 		}
-		n, err := a.lookup(ctx, "defaultNetwork", podNS, p.conf.DefaultNetwork)
+		n, err := a.lookup(ctx, "defaultNetwork", podNS, podNS, p.conf.DefaultNetwork)
 		if err != nil {
 			return err
 		}
@@ -223,7 +240,7 @@ func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) e
 	}
 	next := 1
 	for i, s := range sels {
-		n, err := a.lookup(ctx, fmt.Sprintf("networks[%d].name", i), s.Namespace, s.Name)
+		n, err := a.lookup(ctx, fmt.Sprintf("networks[%d].name", i), podNS, s.Namespace, s.Name)
 		if err != nil {
 			return err
 		}

@@ -79,7 +79,11 @@ func (a *Agent) teardown(ctx context.Context, rec *Attachment, all bool) error {
 	} else {
 		a.detachMade(ctx, rec)
 	}
-	return a.release(rec)
+	if err := a.release(rec); err != nil {
+		return err
+	}
+	a.releaseStatics(ctx, rec)
+	return nil
 }
 
 func (a *Agent) release(rec *Attachment) error {

@@ -77,8 +77,12 @@ func (a *Agent) checkUnchanged(p *plan) error {
 		return attach.Errorf(attach.CodeIOFailure, "read records: %v", err)
 	}
 	if len(pods) > 0 {
-		return attach.Errorf(attach.CodeInvalidConfig, "network %s: its definition changed (%s) while pods are attached to the old one: %s; the change is refused until they leave",
+		err := attach.Errorf(attach.CodeInvalidConfig, "network %s: its definition changed (%s) while pods are attached to the old one: %s; the change is refused until they leave",
 			key, diff, strings.Join(pods, ", "))
+		if r, ok := a.networks.(api.ChangeReporter); ok {
+			r.NetworkRefused(key, err.Error())
+		}
+		return err
 	}
 	return nil
 }

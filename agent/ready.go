@@ -25,7 +25,7 @@ func (a *Agent) pathsReady(ctx context.Context, call *cni.Call) error {
 			return err
 		}
 	case c.Network != "":
-		if only, err = a.lookup(ctx, "network", c.Namespace, c.Network); err != nil {
+		if only, err = a.lookup(ctx, "network", c.Namespace, c.Namespace, c.Network); err != nil {
 			return err
 		}
 	}

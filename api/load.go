@@ -45,6 +45,13 @@ func ParseNetwork(data []byte) (*Network, error) {
 	return n, nil
 }
 
+// ParseNAD parses the spec.config of the NetworkAttachmentDefinition
+// namespace/name as a telcni network named after it.
+func ParseNAD(name, namespace, config string) (*Network, error) {
+	var fe fieldErrors
+	return parseNAD(&fe, name, namespace, config)
+}
+
 func parseNAD(fe *fieldErrors, name, namespace, config string) (*Network, error) {
 	if strings.TrimSpace(config) == "" {
 		fe.add("spec.config", nil, "is required (a telcni CNI config)")

@@ -199,3 +199,37 @@ func (p *poolBuckets) claimInBlocks(network string, s *api.ParsedSubnet, holder 
 	}
 	return a, p.put(a, holder)
 }
+
+// SyncForeign makes the foreign addresses recorded inside block exactly
+// want (address -> who reserved it).
+func (t *Tx) SyncForeign(network string, block netip.Prefix, want map[netip.Addr]string) error {
+	p, err := t.pool(network, true)
+	if err != nil {
+		return err
+	}
+	fb, err := p.sub(subForeign)
+	if err != nil {
+		return err
+	}
+	var stale [][]byte
+	_ = fb.ForEach(func(k, _ []byte) error {
+		a, ok := netip.AddrFromSlice(k)
+		if a = a.Unmap(); ok && block.Contains(a) {
+			if _, keep := want[a]; !keep {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+		}
+		return nil
+	})
+	for _, k := range stale {
+		if err := fb.Delete(k); err != nil {
+			return err
+		}
+	}
+	for a, who := range want {
+		if err := fb.Put(addrKey(a), []byte(who)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/telcni/telcni/cni"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
+	"github.com/telcni/telcni/kube"
 	"github.com/telcni/telcni/netsource"
 	"github.com/telcni/telcni/sriov"
 	"github.com/telcni/telcni/vppagent"
@@ -32,6 +34,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "telcni-agent:", err)
 		os.Exit(1)
 	}
+}
+
+// connectCluster connects to Kubernetes when a kubeconfig or the in-cluster
+// config is there; nil means the embedded default (no Kubernetes).
+func connectCluster(ctx context.Context, kubeconfig string, cfg kube.Config) (*kube.Cluster, error) {
+	rc, err := kube.RESTConfig(kubeconfig)
+	if err != nil || rc == nil {
+		return nil, err
+	}
+	c, err := kube.New(rc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func run() error {
@@ -45,6 +74,11 @@ func run() error {
 	metricsAddr := flag.String("metrics-listen", "", "address serving Prometheus metrics on /metrics (e.g. 127.0.0.1:9721; empty: off)")
 	runDir := flag.String("run-dir", vppagent.DefaultRunDir, "directory of per-pod sockets (memif files, vhost-user)")
 	syncEvery := flag.Duration("sync-interval", 10*time.Second, "how often host VLAN/VXLAN links are reconciled with network definitions")
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the cluster (empty: the in-cluster config when run in a pod, else no Kubernetes: networks from -networks-dir, IPAM on this node)")
+	nodeName := flag.String("node-name", os.Getenv("NODE_NAME"), "this node's Node name (Kubernetes; default $NODE_NAME)")
+	globalNS := flag.String("global-namespaces", "", "comma-separated namespaces whose NetworkAttachmentDefinitions every pod may use (Kubernetes)")
+	leaseNS := flag.String("lease-namespace", "telcni-system", "namespace of the IPAM controller's leader-election Lease (Kubernetes)")
+	gcEvery := flag.Duration("ipam-gc-interval", 30*time.Second, "how often the IPAM controller frees the blocks of gone nodes and the reservations of gone pods (Kubernetes)")
 	flag.Parse()
 
 	var level slog.Level
@@ -86,10 +120,21 @@ func run() error {
 	for _, k := range vppagent.Kinds() {
 		paths[k] = vppPath
 	}
-	a := agent.New(agent.Config{Store: store, Networks: netsource.NewDir(*netDir), Paths: paths, Log: log})
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	acfg := agent.Config{Store: store, Networks: netsource.NewDir(*netDir), Paths: paths, Log: log}
+	cluster, err := connectCluster(ctx, *kubeconfig, kube.Config{NodeName: *nodeName, GlobalNamespaces: splitList(*globalNS),
+		LeaseNamespace: *leaseNS, GCInterval: *gcEvery, Log: log})
+	if err != nil {
+		return err
+	}
+	if cluster != nil {
+		// Networks are NADs, pods are read from the API, addresses are
+		// unique across the cluster.
+		store.UseBlocks()
+		acfg.Networks, acfg.Pods, acfg.Status, acfg.ClusterIPAM = cluster.Networks(), cluster, cluster, cluster
+	}
+	a := agent.New(acfg)
 	vppDone := make(chan struct{})
 	go func() { defer close(vppDone); vpp.Run(ctx) }() // owned: ends with ctx
 	defer func() { stop(); <-vppDone }()
@@ -110,6 +155,14 @@ func run() error {
 	}
 	if err := a.Recover(ctx); err != nil {
 		return err
+	}
+	if cluster != nil {
+		if err := cluster.Audit(ctx, store, 0); err != nil {
+			return fmt.Errorf("IPAM audit at start-up: %w", err)
+		}
+		kubeDone := make(chan struct{})
+		go func() { defer close(kubeDone); cluster.Run(ctx, store) }() // owned: ends with ctx
+		defer func() { stop(); <-kubeDone }()
 	}
 	// Host links follow network definitions as files are added, changed
 	// or removed; the loop is owned here and ends with ctx.
