@@ -45,8 +45,9 @@ lint:
 # Unit and integration tests that run on this host (as root: real netns,
 # veth, macvlan); tests needing the kernel guest, VPP or DPDK skip here with
 # a message and run in their own suites below.
+# With kube-apiserver built (`make deps-kube`) the Kubernetes tests must run.
 test-unit: build
-	$(GO) test -count=1 ./...
+	TELCNI_REQUIRE_KUBE=$$(test -x $(CACHE)/kube/bin/kube-apiserver && echo 1) $(GO) test -count=1 ./...
 
 # Bounded fuzzing of the parsers that take user input.
 test-fuzz:

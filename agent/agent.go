@@ -39,10 +39,12 @@ type Agent struct {
 	log      *slog.Logger
 	timeout  time.Duration
 	locks    keyedMutex
-	stats    callStats
-	pods     PodSource
-	status   StatusWriter
-	cluster  ClusterIPAM
+	// blockLocks serialises block claims per network subnet (cluster.go).
+	blockLocks keyedMutex
+	stats      callStats
+	pods       PodSource
+	status     StatusWriter
+	cluster    ClusterIPAM
 }
 
 // New returns an agent. Call Recover once before serving.

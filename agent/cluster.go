@@ -109,6 +109,15 @@ func (a *Agent) claimBlock(ctx context.Context, p *plan, nb *ipam.NeedBlockError
 	if n == nil {
 		return attach.Errorf(attach.CodeInternal, "block needed for network %s, which the ADD does not use", nb.Network)
 	}
+	// One claim at a time per subnet: a burst of ADDs that all found the
+	// blocks full needs one more block, not one each.
+	unlock := a.blockLocks.lock(nb.Network + " " + nb.Subnet.String())
+	defer unlock()
+	held := 0
+	_ = a.store.View(func(tx *ipam.Tx) error { held = tx.BlocksIn(nb.Network, nb.Subnet); return nil })
+	if held > nb.Held {
+		return nil // claimed meanwhile: retry the allocation
+	}
 	b, foreign, err := a.cluster.ClaimBlock(ctx, n, nb.Subnet)
 	if err != nil {
 		return clusterCode(err)

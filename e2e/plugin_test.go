@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 	// The plugin under test, and the reference tuning plugin to chain after it.
 	for pkg, name := range map[string]string{
 		"github.com/telcni/telcni/cmd/telcni":                        "telcni",
+		"github.com/telcni/telcni/cmd/telcni-agent":                  "telcni-agent",
+		"github.com/telcni/telcni/cmd/telcnictl":                     "telcnictl",
 		"github.com/containernetworking/plugins/plugins/meta/tuning": "tuning",
 	} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()

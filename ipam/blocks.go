@@ -31,6 +31,9 @@ var ErrNeedBlock = errors.New("no block with a free address")
 type NeedBlockError struct {
 	Network string
 	Subnet  netip.Prefix
+	// Held is how many blocks of Subnet the node held when it found them
+	// full: a concurrent ADD that claimed one meanwhile makes it stale.
+	Held int
 }
 
 func (e *NeedBlockError) Error() string {
@@ -70,6 +73,17 @@ func (t *Tx) AddBlock(network string, b Block, foreign map[netip.Addr]string) er
 		}
 	}
 	return nil
+}
+
+// BlocksIn counts the blocks the node holds inside subnet of network.
+func (t *Tx) BlocksIn(network string, subnet netip.Prefix) int {
+	n := 0
+	for _, b := range t.Blocks(network) {
+		if subnet.Overlaps(b.Prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // Blocks lists the blocks the node holds for network.
@@ -192,7 +206,7 @@ func (p *poolBuckets) claimInBlocks(network string, s *api.ParsedSubnet, holder 
 		a, ok = try(s.RangeStart, start.Prev())
 	}
 	if !ok {
-		return netip.Addr{}, &NeedBlockError{Network: network, Subnet: s.Prefix}
+		return netip.Addr{}, &NeedBlockError{Network: network, Subnet: s.Prefix, Held: len(ranges)}
 	}
 	if err := p.meta.Put(hintKey, a.AsSlice()); err != nil {
 		return netip.Addr{}, err
