@@ -45,6 +45,9 @@ type Agent struct {
 	pods       PodSource
 	status     StatusWriter
 	cluster    ClusterIPAM
+	// goneGrace: attachments younger than this are never freed as a gone
+	// pod's (cluster.go).
+	goneGrace time.Duration
 }
 
 // New returns an agent. Call Recover once before serving.
@@ -58,7 +61,7 @@ func New(cfg Config) *Agent {
 		log = slog.Default()
 	}
 	return &Agent{store: cfg.Store, networks: cfg.Networks, paths: cfg.Paths, log: log, timeout: t,
-		pods: cfg.Pods, status: cfg.Status, cluster: cfg.ClusterIPAM}
+		pods: cfg.Pods, status: cfg.Status, cluster: cfg.ClusterIPAM, goneGrace: defaultGoneGrace}
 }
 
 func (a *Agent) path(n *api.Network) (attach.Path, error) {

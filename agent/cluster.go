@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
@@ -180,4 +181,52 @@ func (a *Agent) publishStatus(ctx context.Context, rec *Attachment) {
 	if err := a.status.WriteNetworkStatus(ctx, rec.Pod, NetworkStatus(rec)); err != nil {
 		a.log.Warn("writing network-status failed", "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "err", err)
 	}
+}
+
+// PodLiveness is implemented by a PodSource that can confirm a pod is gone.
+type PodLiveness interface {
+	// PodGone is true when pod no longer exists, or was replaced by another
+	// pod of its name (a different UID).
+	PodGone(ctx context.Context, pod attach.Pod) (bool, error)
+}
+
+// defaultGoneGrace keeps freeGonePods away from attachments made just now.
+const defaultGoneGrace = time.Minute
+
+// freeGonePods frees the attachments of pods the cluster confirms are gone:
+// their DEL never came (node reboot, runtime crash: DANM's leaked fixed
+// addresses). It returns how many it freed.
+func (a *Agent) freeGonePods(ctx context.Context) (int, error) {
+	pl, ok := a.pods.(PodLiveness)
+	if !ok {
+		return 0, nil
+	}
+	var cands []*Attachment
+	err := a.forEachRecord(func(rec *Attachment) {
+		if rec.State == StateReady && rec.Pod.Name != "" && time.Since(rec.Created) > a.goneGrace {
+			cands = append(cands, rec)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read records: %w", err)
+	}
+	freed := 0
+	var errs []error
+	for _, rec := range cands {
+		gone, err := pl.PodGone(ctx, rec.Pod)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !gone {
+			continue
+		}
+		a.log.Info("freeing the attachment of a pod that is gone (no DEL came)", "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "container", rec.ContainerID)
+		if _, err := a.delKey(ctx, rec.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		freed++
+	}
+	return freed, errors.Join(errs...)
 }

@@ -104,13 +104,17 @@ func breakingChange(old, cur *api.Network) string {
 }
 
 // Run keeps host links in line with network definitions as they are added,
-// changed and removed, until ctx ends.
+// changed and removed, and in a cluster frees the attachments of pods that
+// are gone without a DEL, every interval until ctx ends.
 func (a *Agent) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if err := a.SyncHostLinks(ctx); err != nil {
 			a.log.Warn("host link sync", "err", err)
+		}
+		if _, err := a.freeGonePods(ctx); err != nil {
+			a.log.Warn("freeing attachments of gone pods", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -68,3 +68,19 @@ func (c *Cluster) WriteNetworkStatus(ctx context.Context, pod attach.Pod, status
 	}
 	return nil
 }
+
+// PodGone implements agent.PodLiveness: the cache answers for a pod that is
+// there; a miss is confirmed with the API (the cache may lag).
+func (c *Cluster) PodGone(ctx context.Context, pod attach.Pod) (bool, error) {
+	if p, err := c.pods.Pods(pod.Namespace).Get(pod.Name); err == nil && (pod.UID == "" || string(p.UID) == pod.UID) {
+		return false, nil
+	}
+	p, err := c.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return pod.UID != "" && string(p.UID) != pod.UID, nil
+}
