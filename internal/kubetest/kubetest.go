@@ -115,6 +115,7 @@ func Start(t testing.TB) *Env {
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
+		"--allow-privileged=true", // as kubeadm and every CNI-hosting cluster
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -323,4 +324,27 @@ func tail(f string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Kubectl returns a kubectl binary (KUBECTL_BIN, .cache/kube/bin/kubectl,
+// PATH), skipping t without one (failing it with TELCNI_REQUIRE_KUBE set).
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("KUBECTL_BIN")
+	if bin == "" {
+		if root := moduleRoot(); root != "" && isExec(filepath.Join(root, ".cache", "kube", "bin", "kubectl")) {
+			bin = filepath.Join(root, ".cache", "kube", "bin", "kubectl")
+		}
+	}
+	if bin == "" {
+		bin, _ = exec.LookPath("kubectl")
+	}
+	if bin == "" {
+		msg := "kubectl not found: run `make deps-kube` (builds it into .cache/kube/bin) or set KUBECTL_BIN"
+		if os.Getenv("TELCNI_REQUIRE_KUBE") != "" {
+			t.Fatalf("TELCNI_REQUIRE_KUBE is set but %s", msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
 }

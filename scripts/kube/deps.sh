@@ -6,7 +6,9 @@
 #     .cache/kube/bin (about 7 minutes cold on 2 cores; rebuilt only when
 #     KUBE_VERSION changes). The module's staging repos (k8s.io/api,
 #     client-go, ...) are pinned by replace lines, as its own go.mod does
-#     with ./staging paths.
+#     with ./staging paths;
+#   - kubectl from the k8s.io/kubectl module (the same release), for the
+#     manifests' `kubectl apply --dry-run=server -k` tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -22,10 +24,35 @@ if [[ ! -x /usr/bin/etcd ]]; then
 	apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 fi
 
+# kubectl: a small build (under a minute).
+kubectl=$root/.cache/kube/bin/kubectl
+if [[ ! -x $kubectl || "$(cat "$kubectl.version" 2>/dev/null)" != "$staging" ]]; then
+	ksrc=$root/.cache/kube/kubectl-src
+	mkdir -p "$ksrc" "$(dirname "$kubectl")"
+	printf 'module telcni.test/kubectl\n\ngo 1.24.0\n\nrequire (\n\tk8s.io/component-base %s\n\tk8s.io/kubectl %s\n)\n' "$staging" "$staging" >"$ksrc/go.mod"
+	cat >"$ksrc/main.go" <<'GO'
+// kubectl for telcni's tests, built from the k8s.io/kubectl module.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubectl/pkg/cmd"
+)
+
+func main() { os.Exit(cli.Run(cmd.NewDefaultKubectlCommand())) }
+GO
+	(cd "$ksrc" && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags=-s -o "$kubectl.tmp" .)
+	mv "$kubectl.tmp" "$kubectl"
+	echo "$staging" >"$kubectl.version"
+	echo "deps-kube: kubectl $staging built"
+fi
+
 out=$root/.cache/kube/bin/kube-apiserver
 stamp=$root/.cache/kube/bin/.kube-apiserver-version
 if [[ -x $out && "$(cat "$stamp" 2>/dev/null)" == "$KUBE_VERSION" ]]; then
-	echo "deps-kube: kube-apiserver $KUBE_VERSION at $out, etcd at /usr/bin/etcd"
+	echo "deps-kube: kube-apiserver $KUBE_VERSION and kubectl at $(dirname "$out"), etcd at /usr/bin/etcd"
 	exit 0
 fi
 src=$root/.cache/kube/src
