@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -176,17 +175,6 @@ func TestPodAnnotationsAndNetworkStatus(t *testing.T) {
 	if err := c.WriteNetworkStatus(ctx, attach.Pod{Namespace: "ran", Name: "du-1", UID: "not-this-pod"}, st); err == nil {
 		t.Error("network-status written onto a replaced pod")
 	}
-}
-
-func blockStore(t *testing.T) *ipam.Store {
-	t.Helper()
-	s, err := ipam.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	s.UseBlocks()
-	return s
 }
 
 func holder(cid, pod string) (ipam.Holder, attach.Pod) {
