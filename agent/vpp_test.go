@@ -124,15 +124,7 @@ func TestVPPAgentRestartFollowsItsRecords(t *testing.T) {
 	if recs := m2.Records(); len(recs) != 1 || strconv.FormatUint(uint64(recs[0].SwIfIndex), 10) != keptIdx {
 		t.Errorf("the recorded interface (sw_if_index %s) should be kept, not re-created: %+v", keptIdx, recs)
 	}
-	if r := dispatch(a2, "CHECK", "cid-keep", netns, "net1", fastConf); r.Error != nil {
-		t.Errorf("CHECK after restart: %+v", r.Error)
-	}
-	if r := dispatch(a2, "DEL", "cid-keep", netns, "net1", fastConf); r.Error != nil {
-		t.Fatalf("DEL after restart: %+v", r.Error)
-	}
-	if out := v.MustCLI("show interface"); strings.Contains(out, "memif") {
-		t.Errorf("memif left in VPP after DEL:\n%s", out)
-	}
+	checkThenDel(t, a2, v, "cid-keep", netns)
 }
 
 func dispatch(a *Agent, cmd, cid, netns, ifName, conf string) *cni.Reply {
@@ -170,15 +162,7 @@ func TestVPPThroughAgentMemifAddDel(t *testing.T) {
 	if !strings.Contains(out, "memif") {
 		t.Fatalf("no memif in VPP after ADD:\n%s", out)
 	}
-	if r := dispatch(a, "CHECK", "cid-du-0", netns, "net1", fastConf); r.Error != nil {
-		t.Errorf("CHECK: %+v", r.Error)
-	}
-	if r := dispatch(a, "DEL", "cid-du-0", netns, "net1", fastConf); r.Error != nil {
-		t.Fatalf("DEL: %+v", r.Error)
-	}
-	if out := v.MustCLI("show interface"); strings.Contains(out, "memif") {
-		t.Errorf("memif left in VPP after DEL:\n%s", out)
-	}
+	checkThenDel(t, a, v, "cid-du-0", netns)
 }
 
 func TestVPPThroughAgentDown(t *testing.T) {
@@ -197,5 +181,20 @@ func TestVPPThroughAgentDown(t *testing.T) {
 		return n
 	}(); allocs != 0 {
 		t.Errorf("%d records left after a failed ADD", allocs)
+	}
+}
+
+// checkThenDel CHECKs the container's fast interface, DELs it and proves
+// VPP keeps no memif.
+func checkThenDel(t *testing.T, a *Agent, v *vpptest.VPP, cid, netns string) {
+	t.Helper()
+	if r := dispatch(a, "CHECK", cid, netns, "net1", fastConf); r.Error != nil {
+		t.Errorf("CHECK: %+v", r.Error)
+	}
+	if r := dispatch(a, "DEL", cid, netns, "net1", fastConf); r.Error != nil {
+		t.Fatalf("DEL: %+v", r.Error)
+	}
+	if out := v.MustCLI("show interface"); strings.Contains(out, "memif") {
+		t.Errorf("memif left in VPP after DEL:\n%s", out)
 	}
 }

@@ -55,11 +55,7 @@ func (s *Store) UseBlocks() { s.blocks = true }
 // AddBlock records a block the node now holds, with the addresses in it
 // that fixed-IP pods elsewhere hold (they are never handed out here).
 func (t *Tx) AddBlock(network string, b Block, foreign map[netip.Addr]string) error {
-	p, err := t.pool(network, true)
-	if err != nil {
-		return err
-	}
-	bb, err := p.sub(subBlocks)
+	bb, err := t.poolSub(network, subBlocks)
 	if err != nil {
 		return err
 	}
@@ -110,11 +106,7 @@ func (t *Tx) Blocks(network string) []Block {
 
 // SetForeign marks a as reserved by another node's pod (who says whose).
 func (t *Tx) SetForeign(network string, a netip.Addr, who string) error {
-	p, err := t.pool(network, true)
-	if err != nil {
-		return err
-	}
-	fb, err := p.sub(subForeign)
+	fb, err := t.poolSub(network, subForeign)
 	if err != nil {
 		return err
 	}
@@ -133,10 +125,15 @@ func (t *Tx) ClearForeign(network string, a netip.Addr) error {
 	return nil
 }
 
-func (p *poolBuckets) sub(name []byte) (*bolt.Bucket, error) {
+// poolSub returns the bucket name of network's pool, creating both.
+func (t *Tx) poolSub(network string, name []byte) (*bolt.Bucket, error) {
+	p, err := t.pool(network, true)
+	if err != nil {
+		return nil, err
+	}
 	b, err := p.b.CreateBucketIfNotExists(name)
 	if err != nil {
-		return nil, fmt.Errorf("create %s bucket: %w", name, err)
+		return nil, fmt.Errorf("create %s bucket of pool %s: %w", name, network, err)
 	}
 	return b, nil
 }
@@ -217,11 +214,7 @@ func (p *poolBuckets) claimInBlocks(network string, s *api.ParsedSubnet, holder 
 // SyncForeign makes the foreign addresses recorded inside block exactly
 // want (address -> who reserved it).
 func (t *Tx) SyncForeign(network string, block netip.Prefix, want map[netip.Addr]string) error {
-	p, err := t.pool(network, true)
-	if err != nil {
-		return err
-	}
-	fb, err := p.sub(subForeign)
+	fb, err := t.poolSub(network, subForeign)
 	if err != nil {
 		return err
 	}

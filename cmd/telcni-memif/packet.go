@@ -35,19 +35,26 @@ func checksum(b []byte) uint16 {
 // bytes) into b (len(b) >= size) and returns it. The UDP checksum is left
 // zero (allowed in IPv4) so that the generator can vary ports in place.
 func buildUDP(b []byte, size int, src, dst netip.Addr, sport, dport uint16) []byte {
-	p := b[:size]
+	p := ipv4(b, size, protoUDP, src, dst)
+	binary.BigEndian.PutUint16(p[20:], sport)
+	binary.BigEndian.PutUint16(p[22:], dport)
+	binary.BigEndian.PutUint16(p[24:], uint16(size-20))
+	return p
+}
+
+// ipv4 clears b[:total] and writes an IPv4 header (no options, TTL 64,
+// checksum set) for a packet of total bytes carrying proto.
+func ipv4(b []byte, total int, proto byte, src, dst netip.Addr) []byte {
+	p := b[:total]
 	clear(p)
 	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(size))
+	binary.BigEndian.PutUint16(p[2:], uint16(total))
 	p[8] = 64
-	p[9] = protoUDP
+	p[9] = proto
 	s4, d4 := src.As4(), dst.As4()
 	copy(p[12:16], s4[:])
 	copy(p[16:20], d4[:])
 	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
-	binary.BigEndian.PutUint16(p[20:], sport)
-	binary.BigEndian.PutUint16(p[22:], dport)
-	binary.BigEndian.PutUint16(p[24:], uint16(size-20))
 	return p
 }
 

@@ -157,16 +157,7 @@ func echoRequest(b []byte, ipMode bool, srcMAC, dstMAC [6]byte, src, dst netip.A
 		binary.BigEndian.PutUint16(b[12:], etherTypeIP)
 	}
 	total := 20 + 8 + payload
-	p := b[off : off+total]
-	clear(p)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(total))
-	p[8] = 64
-	p[9] = protoICMP
-	s, d := src.As4(), dst.As4()
-	copy(p[12:16], s[:])
-	copy(p[16:20], d[:])
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
+	p := ipv4(b[off:], total, protoICMP, src, dst)
 	ic := p[20:]
 	ic[0] = 8
 	binary.BigEndian.PutUint16(ic[4:], id)
