@@ -206,6 +206,17 @@ func TestHostileClient(t *testing.T) {
 	ring := func(off uint32, log2 uint8) msg {
 		return msg{typ: msgAddRing, ringFlags: addRingS2M, ringOffset: off, log2Ring: log2}
 	}
+	// Steps of a well-behaved handshake that the cases below break after.
+	hello := func(r *rawClient) { r.sendMsg(init); r.recv() }
+	region := func(r *rawClient) {
+		hello(r)
+		r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
+		r.recv()
+	}
+	addRing := func(r *rawClient, m msg) {
+		ev, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		r.sendMsg(m, ev)
+	}
 	cases := []struct {
 		name string
 		run  func(r *rawClient)
@@ -215,78 +226,44 @@ func TestHostileClient(t *testing.T) {
 		{"unknown type", func(r *rawClient) { b := make([]byte, msgSize); b[0] = 99; r.send(b) }},
 		{"region before init", func(r *rawClient) { r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true)) }},
 		{"region without fd", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
+			hello(r)
 			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096})
 		}},
 		{"region larger than file", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
+			hello(r)
 			r.sendMsg(msg{typ: msgAddRegion, regionSize: 1 << 20}, memfd(t, 4096, true))
 		}},
 		{"unsealed region", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
+			hello(r)
 			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, false))
 		}},
 		{"two fds", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
+			hello(r)
 			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true), memfd(t, 4096, true))
 		}},
 		{"region index gap", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
+			hello(r)
 			r.sendMsg(msg{typ: msgAddRegion, regionIndex: 5, regionSize: 4096}, memfd(t, 4096, true))
 		}},
-		{"ring outside region", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
-			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
-			r.recv()
-			ev, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			r.sendMsg(ring(4000, 4), ev)
-		}},
-		{"ring too big", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
-			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
-			r.recv()
-			ev, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			r.sendMsg(ring(0, 15), ev)
-		}},
+		{"ring outside region", func(r *rawClient) { region(r); addRing(r, ring(4000, 4)) }},
+		{"ring too big", func(r *rawClient) { region(r); addRing(r, ring(0, 15)) }},
 		{"ring twice and no cookie", func(r *rawClient) {
-			r.sendMsg(init)
+			region(r)
+			addRing(r, ring(0, 2))
 			r.recv()
-			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
-			r.recv()
-			ev, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			r.sendMsg(ring(0, 2), ev)
-			r.recv()
-			ev2, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			r.sendMsg(ring(0, 2), ev2)
+			addRing(r, ring(0, 2))
 		}},
 		{"connect without cookie", func(r *rawClient) {
-			r.sendMsg(init)
+			region(r)
+			addRing(r, ring(0, 2))
 			r.recv()
-			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
-			r.recv()
-			ev, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			r.sendMsg(ring(0, 2), ev)
-			r.recv()
-			ev2, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
 			m := ring(1024, 2)
 			m.ringFlags = 0
-			r.sendMsg(m, ev2)
+			addRing(r, m)
 			r.recv()
 			r.sendMsg(msg{typ: msgConnect})
 		}},
-		{"hang up mid-handshake", func(r *rawClient) {
-			r.sendMsg(init)
-			r.recv()
-			r.sendMsg(msg{typ: msgAddRegion, regionSize: 4096}, memfd(t, 4096, true))
-			r.recv()
-		}},
+		{"hang up mid-handshake", region},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -111,20 +111,11 @@ func TestInteropGoServerTestpmdClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	p, err := env.Start(ctx, testpmd.Options{
+	p := startTestpmd(t, ctx, env, testpmd.Options{
 		Name: fmt.Sprintf("telcni-it-c%d", os.Getpid()), MainCore: 0,
 		Vdev: "net_memif0,role=client,id=3,secret=telcni,socket-abstract=no,bsize=2048,rsize=10,socket=" + sock,
 		Args: []string{"--forward-mode=io", "--total-num-mbufs=32768"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		p.Quit()
-		if t.Failed() {
-			t.Logf("testpmd output:\n%s", p.Output())
-		}
-	}()
 	c, err := l.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -172,20 +163,11 @@ func TestInteropQueuesAndInterrupts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sock := filepath.Join(t.TempDir(), "memif.sock")
-	p, err := env.Start(ctx, testpmd.Options{
+	p := startTestpmd(t, ctx, env, testpmd.Options{
 		Name: fmt.Sprintf("telcni-it-q%d", os.Getpid()), MainCore: 0,
 		Vdev: "net_memif0,role=server,id=1,socket-abstract=no,socket=" + sock,
 		Args: []string{"--forward-mode=io", "--rxq=2", "--txq=2"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		p.Quit()
-		if t.Failed() {
-			t.Logf("testpmd output:\n%s", p.Output())
-		}
-	}()
 	c, err := Dial(ctx, Config{Socket: sock, ID: 1, Queues: 2, Interrupt: true})
 	if err != nil {
 		t.Fatal(err)
@@ -260,19 +242,10 @@ func TestInteropGoClientTestpmdServer(t *testing.T) {
 				goSock = "abstract:" + sock
 				vdev = "net_memif0,role=server,id=5,socket-abstract=yes,socket=" + sock
 			}
-			p, err := env.Start(ctx, testpmd.Options{
+			p := startTestpmd(t, ctx, env, testpmd.Options{
 				Name: fmt.Sprintf("telcni-it-s%d", os.Getpid()), MainCore: 0, Vdev: vdev,
 				Args: []string{"--forward-mode=io", "--total-num-mbufs=32768"},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				p.Quit()
-				if t.Failed() {
-					t.Logf("testpmd output:\n%s", p.Output())
-				}
-			}()
 			c, err := Dial(ctx, Config{Socket: goSock, ID: 5, BufferSize: 2048, Log2RingSize: 10})
 			if err != nil {
 				t.Fatal(err)
@@ -288,4 +261,22 @@ func TestInteropGoClientTestpmdServer(t *testing.T) {
 			checkCounts(t, p, interopN)
 		})
 	}
+}
+
+// startTestpmd starts testpmd for t; it quits at t's cleanup (after the
+// test's deferred closes and ctx's cancel: it outlives ctx, bounded by its
+// own timeout), printing its output when t failed.
+func startTestpmd(t *testing.T, ctx context.Context, env *testpmd.Env, o testpmd.Options) *testpmd.Proc {
+	t.Helper()
+	p, err := env.Start(context.WithoutCancel(ctx), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Quit()
+		if t.Failed() {
+			t.Logf("testpmd output:\n%s", p.Output())
+		}
+	})
+	return p
 }
