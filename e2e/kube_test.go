@@ -312,13 +312,48 @@ func TestKubePodModeTwoNodes(t *testing.T) {
 	} else if !strings.HasPrefix(src.String(), "10.30.0.") {
 		t.Errorf("the peer saw source %s: want the pod's own address (no NAT)", src)
 	}
+	// A breaking change of a NAD while pods use it: the next ADD is refused
+	// and the NAD gets a Warning event saying why.
+	fh, err := nc.K8sCniCncfIoV1().NetworkAttachmentDefinitions("ran").Get(ctx, "fronthaul", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.Spec.Config = strings.Replace(fh.Spec.Config, `"master":"up0"`, `"master":"up9"`, 1)
+	if _, err := nc.K8sCniCncfIoV1().NetworkAttachmentDefinitions("ran").Update(ctx, fh, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	late := newKubePod(t, cs, a, "late", `[{"name":"fronthaul","interface":"fh0"}]`)
+	var lateErr map[string]any
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, lateErr = plugin(t, "ADD", "ctr-late", late.netns, "eth0", late.args(), late.conf()); lateErr != nil {
+			break // the agent's cache has the change
+		}
+		plugin(t, "DEL", "ctr-late", late.netns, "eth0", late.args(), late.conf())
+	}
+	if lateErr == nil || lateErr["code"] != float64(7) || !strings.Contains(fmt.Sprint(lateErr["msg"]), "master up0 -> up9") {
+		t.Errorf("ADD after a breaking NAD change: %v, want code 7 naming the change", lateErr)
+	}
+	var warned bool
+	for deadline := time.Now().Add(10 * time.Second); !warned && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		evs, err := cs.CoreV1().Events("ran").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=fronthaul"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			warned = warned || e.Reason == "BreakingChangeRefused" && e.InvolvedObject.Kind == "NetworkAttachmentDefinition"
+		}
+	}
+	if !warned {
+		t.Error("no BreakingChangeRefused event on the NAD")
+	}
+
 	dyn := dynamic.NewForConfigOrDie(env.Config)
 	if n := countObjs(t, dyn, resGVR, ""); n != 1 {
 		t.Errorf("%d IPReservations, want fixed-a's only", n)
 	}
 
 	// DEL everything: no reservation, no address left.
-	for _, p := range append(slices.Clone(pods), fixedA, fixedB, foreign) {
+	for _, p := range append(slices.Clone(pods), fixedA, fixedB, foreign, late) {
 		if _, e := plugin(t, "DEL", "ctr-"+p.name, p.netns, "eth0", p.args(), p.conf()); e != nil {
 			t.Errorf("DEL %s: %v", p.name, e)
 		}

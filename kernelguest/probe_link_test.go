@@ -1,32 +1,42 @@
 package kernelguest_test
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/kernelguest"
 )
+
+// udpEcho is a datagram there and back from fromNS to to (in toNS) within
+// timeout.
+func udpEcho(fromNS, toNS, to string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err := netnstest.UDPEchoPort(ctx, fromNS, toNS, netip.MustParseAddrPort(to))
+	return err
+}
 
 // An ipvlan L2 pair on one parent, each slave in its own netns, passes traffic.
 func TestProbeIPVLANL2(t *testing.T) {
 	kernelguest.Require(t)
-	nsP, nsA, nsB := kernelguest.NewNetNS(t), kernelguest.NewNetNS(t), kernelguest.NewNetNS(t)
-	hP := kernelguest.Handle(t, nsP)
+	nsP, nsA, nsB := netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	hP := netnstest.Handle(t, nsP)
 	if err := hP.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "parent0"}}); err != nil {
 		t.Fatalf("add dummy parent: %v", err)
 	}
-	linkUp(t, nsP, "parent0")
 	parent, err := hP.LinkByName("parent0")
 	if err != nil {
 		t.Fatalf("find parent: %v", err)
 	}
-	for _, s := range []struct {
-		name string
-		ns   netns.NsHandle
-	}{{"ipvl0", nsA}, {"ipvl1", nsB}} {
+	if err := hP.LinkSetUp(parent); err != nil {
+		t.Fatalf("set parent up: %v", err)
+	}
+	for _, s := range []struct{ name, ns string }{{"ipvl0", nsA}, {"ipvl1", nsB}} {
 		iv := &netlink.IPVlan{
 			LinkAttrs: netlink.LinkAttrs{Name: s.name, ParentIndex: parent.Attrs().Index},
 			Mode:      netlink.IPVLAN_MODE_L2,
@@ -34,14 +44,14 @@ func TestProbeIPVLANL2(t *testing.T) {
 		if err := hP.LinkAdd(iv); err != nil {
 			t.Fatalf("add ipvlan %s: %v", s.name, err)
 		}
-		if err := hP.LinkSetNsFd(iv, int(s.ns)); err != nil {
+		if err := hP.LinkSetNsFd(iv, netnstest.Fd(t, s.ns)); err != nil {
 			t.Fatalf("move %s into its netns: %v", s.name, err)
 		}
 	}
-	addrUp(t, nsA, "ipvl0", "192.0.2.1/24")
-	addrUp(t, nsB, "ipvl1", "192.0.2.2/24")
+	netnstest.AddrUp(t, nsA, "ipvl0", "192.0.2.1/24")
+	netnstest.AddrUp(t, nsB, "ipvl1", "192.0.2.2/24")
 
-	got, err := kernelguest.Handle(t, nsA).LinkByName("ipvl0")
+	got, err := netnstest.Handle(t, nsA).LinkByName("ipvl0")
 	if err != nil {
 		t.Fatalf("find ipvl0: %v", err)
 	}
@@ -49,7 +59,7 @@ func TestProbeIPVLANL2(t *testing.T) {
 	if !ok || iv.Mode != netlink.IPVLAN_MODE_L2 {
 		t.Fatalf("ipvl0 is %T %+v, want an ipvlan in L2 mode", got, got)
 	}
-	if err := kernelguest.UDPEcho(nsA, nsB, ap("192.0.2.2:7000"), 5*time.Second); err != nil {
+	if err := udpEcho(nsA, nsB, "192.0.2.2:7000", 5*time.Second); err != nil {
 		t.Fatalf("ipvlan L2 traffic: %v", err)
 	}
 }
@@ -58,13 +68,11 @@ func TestProbeIPVLANL2(t *testing.T) {
 // ends on different ids over the same wire do not.
 func TestProbeVLAN(t *testing.T) {
 	kernelguest.Require(t)
-	nsA, nsB := kernelguest.NewNetNS(t), kernelguest.NewNetNS(t)
-	vethPair(t, nsA, "va", nsB, "vb")
-	linkUp(t, nsA, "va")
-	linkUp(t, nsB, "vb")
-	addVLAN := func(ns netns.NsHandle, parentName, name string, id int) {
+	nsA, nsB := netnstest.New(t), netnstest.New(t)
+	netnstest.Wire(t, nsA, nsB, "v") // v in A, vp in B, both up
+	addVLAN := func(ns, parentName, name string, id int) {
 		t.Helper()
-		h := kernelguest.Handle(t, ns)
+		h := netnstest.Handle(t, ns)
 		parent, err := h.LinkByName(parentName)
 		if err != nil {
 			t.Fatalf("find %s: %v", parentName, err)
@@ -78,26 +86,26 @@ func TestProbeVLAN(t *testing.T) {
 			t.Fatalf("add VLAN %s id %d: %v", name, id, err)
 		}
 	}
-	addVLAN(nsA, "va", "va.100", 100)
-	addVLAN(nsB, "vb", "vb.100", 100)
-	addVLAN(nsA, "va", "va.200", 200)
-	addVLAN(nsB, "vb", "vb.300", 300)
-	addrUp(t, nsA, "va.100", "192.0.2.1/24")
-	addrUp(t, nsB, "vb.100", "192.0.2.2/24")
-	addrUp(t, nsA, "va.200", "198.51.100.1/24")
-	addrUp(t, nsB, "vb.300", "198.51.100.2/24")
+	addVLAN(nsA, "v", "va.100", 100)
+	addVLAN(nsB, "vp", "vb.100", 100)
+	addVLAN(nsA, "v", "va.200", 200)
+	addVLAN(nsB, "vp", "vb.300", 300)
+	netnstest.AddrUp(t, nsA, "va.100", "192.0.2.1/24")
+	netnstest.AddrUp(t, nsB, "vb.100", "192.0.2.2/24")
+	netnstest.AddrUp(t, nsA, "va.200", "198.51.100.1/24")
+	netnstest.AddrUp(t, nsB, "vb.300", "198.51.100.2/24")
 
-	got, err := kernelguest.Handle(t, nsA).LinkByName("va.100")
+	got, err := netnstest.Handle(t, nsA).LinkByName("va.100")
 	if err != nil {
 		t.Fatalf("find va.100: %v", err)
 	}
 	if v, ok := got.(*netlink.Vlan); !ok || v.VlanId != 100 || v.VlanProtocol != netlink.VLAN_PROTOCOL_8021Q {
 		t.Fatalf("va.100 is %T %+v, want an 802.1Q VLAN with id 100", got, got)
 	}
-	if err := kernelguest.UDPEcho(nsA, nsB, ap("192.0.2.2:7000"), 5*time.Second); err != nil {
+	if err := udpEcho(nsA, nsB, "192.0.2.2:7000", 5*time.Second); err != nil {
 		t.Fatalf("traffic on VLAN 100: %v", err)
 	}
-	if err := kernelguest.UDPEcho(nsA, nsB, ap("198.51.100.2:7000"), 500*time.Millisecond); err == nil {
+	if err := udpEcho(nsA, nsB, "198.51.100.2:7000", 500*time.Millisecond); err == nil {
 		t.Fatal("traffic passed between VLAN 200 and VLAN 300: the sub-interfaces do not tag")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/kernelguest"
 )
 
@@ -16,12 +17,11 @@ import (
 // still echoes, the dropped one does not, and the rule's counter saw the drops.
 func TestProbeNftablesDrop(t *testing.T) {
 	kernelguest.Require(t)
-	nsA, nsB := kernelguest.NewNetNS(t), kernelguest.NewNetNS(t)
-	vethPair(t, nsA, "na", nsB, "nb")
-	addrUp(t, nsA, "na", "192.0.2.1/24")
-	addrUp(t, nsB, "nb", "192.0.2.2/24")
+	nsA, nsB := netnstest.New(t), netnstest.New(t)
+	netnstest.Wire(t, nsA, nsB, "n", "192.0.2.2/24")
+	netnstest.AddrUp(t, nsA, "n", "192.0.2.1/24")
 
-	c, err := nftables.New(nftables.WithNetNSFd(int(nsB)))
+	c, err := nftables.New(nftables.WithNetNSFd(netnstest.Fd(t, nsB)))
 	if err != nil {
 		t.Fatalf("nftables conn: %v", err)
 	}
@@ -44,10 +44,10 @@ func TestProbeNftablesDrop(t *testing.T) {
 		t.Fatalf("install the drop rule: %v", err)
 	}
 
-	if err := kernelguest.UDPEcho(nsA, nsB, ap("192.0.2.2:7000"), 5*time.Second); err != nil {
+	if err := udpEcho(nsA, nsB, "192.0.2.2:7000", 5*time.Second); err != nil {
 		t.Fatalf("port 7000 must pass the filter: %v", err)
 	}
-	if err := kernelguest.UDPEcho(nsA, nsB, ap("192.0.2.2:7001"), time.Second); err == nil {
+	if err := udpEcho(nsA, nsB, "192.0.2.2:7001", time.Second); err == nil {
 		t.Fatal("port 7001 echoed: the drop rule did not drop")
 	}
 	rules, err := c.GetRules(table, chain)

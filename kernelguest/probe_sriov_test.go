@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/kernelguest"
 )
 
@@ -77,20 +77,20 @@ func TestProbeSRIOVVFs(t *testing.T) {
 		}
 	}
 
-	nss := []netns.NsHandle{kernelguest.NewNetNS(t), kernelguest.NewNetNS(t)}
+	nss := []string{netnstest.New(t), netnstest.New(t)}
 	addrs := []string{"192.0.2.1/24", "192.0.2.2/24"}
 	for i, name := range vfs {
 		link, err := netlink.LinkByName(name)
 		if err != nil {
 			t.Fatalf("find VF netdev %s: %v", name, err)
 		}
-		if err := netlink.LinkSetNsFd(link, int(nss[i])); err != nil {
+		if err := netlink.LinkSetNsFd(link, netnstest.Fd(t, nss[i])); err != nil {
 			t.Fatalf("move VF %s into a netns: %v", name, err)
 		}
-		addrUp(t, nss[i], name, addrs[i])
+		netnstest.AddrUp(t, nss[i], name, addrs[i])
 	}
 	for i, name := range vfs {
-		link, err := kernelguest.Handle(t, nss[i]).LinkByName(name)
+		link, err := netnstest.Handle(t, nss[i]).LinkByName(name)
 		if err != nil {
 			t.Fatalf("find %s in its netns: %v", name, err)
 		}
@@ -99,7 +99,7 @@ func TestProbeSRIOVVFs(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	if err := kernelguest.UDPEcho(nss[0], nss[1], ap("192.0.2.2:7000"), 10*time.Second); err != nil {
+	if err := udpEcho(nss[0], nss[1], "192.0.2.2:7000", 10*time.Second); err != nil {
 		t.Fatalf("traffic VF 0 -> VF 1 on port VLAN %d: %v", vlan, err)
 	}
 	t.Logf("VF 0 -> VF 1 echo in %s", time.Since(start).Round(time.Millisecond))
@@ -109,14 +109,14 @@ func TestProbeSRIOVVFs(t *testing.T) {
 	if err := netlink.LinkSetVfVlan(pfLink, 1, vlan+1); err != nil {
 		t.Fatalf("set VF 1 VLAN through the PF: %v", err)
 	}
-	if err := kernelguest.UDPEcho(nss[0], nss[1], ap("192.0.2.2:7000"), time.Second); err == nil {
+	if err := udpEcho(nss[0], nss[1], "192.0.2.2:7000", time.Second); err == nil {
 		t.Fatalf("traffic passed between VF 0 on VLAN %d and VF 1 on VLAN %d", vlan, vlan+1)
 	}
 	if err := netlink.LinkSetVfVlan(pfLink, 1, vlan); err != nil {
 		t.Fatalf("set VF 1 VLAN through the PF: %v", err)
 	}
 	start = time.Now()
-	if err := kernelguest.UDPEcho(nss[0], nss[1], ap("192.0.2.2:7000"), 10*time.Second); err != nil {
+	if err := udpEcho(nss[0], nss[1], "192.0.2.2:7000", 10*time.Second); err != nil {
 		t.Fatalf("traffic VF 0 -> VF 1 back on VLAN %d: %v", vlan, err)
 	}
 	t.Logf("VF 0 -> VF 1 echo back on VLAN %d in %s", vlan, time.Since(start).Round(time.Millisecond))

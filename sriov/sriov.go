@@ -121,12 +121,16 @@ func (p *Path) kernelDriver(pf *PF, vf VF) string {
 // reserve picks a free usable VF of the network's PF and marks it taken.
 func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 	n := req.Network
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	// sysfs is read before taking the lock: concurrent ADDs on one PF do
+	// not queue behind each other's reads of every VF. What the lock guards
+	// is the taken set; a VF's driver changes only under its holder's
+	// Attach or Detach, never for a VF that is free.
 	pf, err := discover(n.Master)
 	if err != nil {
 		return nil, VF{}, "", attach.Errorf(attach.CodeInvalidConfig, "network %s: %v", n.Key(), err)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if len(pf.VFs) == 0 {
 		return nil, VF{}, "", attach.Errorf(attach.CodeNotAvailable, "network %s: PF %s (%s) has no VFs (sriov_numvfs is 0)", n.Key(), pf.Name, pf.PCI)
 	}

@@ -2,7 +2,12 @@
 // tests: the Kubernetes integration is accepted against the real API
 // server, not fakes. Tests skip, naming what is missing, when
 // kube-apiserver or etcd is not installed (`make deps-kube`), unless
-// TELCNI_REQUIRE_KUBE is set: then they fail.
+// TELCNI_REQUIRE_KUBE=1: then they fail.
+//
+// Start gives a test its own API server (stopped at the test's cleanup);
+// Shared gives every test of the binary one API server, which the
+// package's TestMain stops with Stop after m.Run; tests sharing it work in
+// their own namespace (Env.Namespace).
 package kubetest
 
 import (
@@ -13,6 +18,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -20,11 +26,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -37,35 +49,44 @@ const (
 	adminToken = "admin-token"
 )
 
+// ReadyTimeout bounds the wait for the API server's /readyz.
+const ReadyTimeout = 60 * time.Second
+
 // Env is one running API server.
 type Env struct {
 	// Config is an admin (system:masters) client configuration.
 	Config *rest.Config
-	// AgentConfig authenticates as AgentUser.
+	// AgentConfig authenticates as AgentUser, who has no RBAC until a test
+	// grants it some.
 	AgentConfig *rest.Config
 	// Kubeconfig is a kubeconfig file for Config (for binaries).
 	Kubeconfig string
 	// AgentKubeconfig is a kubeconfig file for AgentConfig.
 	AgentKubeconfig string
-	Clientset       kubernetes.Interface
-	Dir             string
+	// Clientset uses Config.
+	Clientset kubernetes.Interface
+	// Dir holds the certificates, kubeconfigs and the processes' logs
+	// (etcd.log, kube-apiserver.log); removed when the server stops.
+	Dir string
 }
 
 // Binaries returns the kube-apiserver and etcd to use, or a message saying
-// what is missing.
+// what is missing. kube-apiserver: KUBE_APISERVER_BIN, .cache/kube/bin in
+// the module root, PATH; etcd: ETCD_BIN, /usr/bin/etcd, PATH.
 func Binaries() (apiserver, etcd, missing string) {
 	apiserver = os.Getenv("KUBE_APISERVER_BIN")
 	if apiserver == "" {
-		if root := moduleRoot(); root != "" {
-			if p := filepath.Join(root, ".cache", "kube", "bin", "kube-apiserver"); isExec(p) {
-				apiserver = p
-			}
+		if root := moduleRoot(); root != "" && isExec(filepath.Join(root, ".cache", "kube", "bin", "kube-apiserver")) {
+			apiserver = filepath.Join(root, ".cache", "kube", "bin", "kube-apiserver")
 		}
 	}
 	if apiserver == "" {
 		apiserver, _ = exec.LookPath("kube-apiserver")
 	}
 	etcd = os.Getenv("ETCD_BIN")
+	if etcd == "" && isExec("/usr/bin/etcd") {
+		etcd = "/usr/bin/etcd"
+	}
 	if etcd == "" {
 		etcd, _ = exec.LookPath("etcd")
 	}
@@ -78,35 +99,155 @@ func Binaries() (apiserver, etcd, missing string) {
 	return apiserver, etcd, missing
 }
 
-// Require skips t (fails it with TELCNI_REQUIRE_KUBE set) when the API
+// Require skips t (fails it with TELCNI_REQUIRE_KUBE=1) when the API
 // server cannot be started here.
 func Require(t testing.TB) (apiserver, etcd string) {
 	t.Helper()
 	apiserver, etcd, missing := Binaries()
 	if missing != "" {
-		if os.Getenv("TELCNI_REQUIRE_KUBE") != "" {
-			t.Fatalf("TELCNI_REQUIRE_KUBE is set but %s", missing)
+		if os.Getenv("TELCNI_REQUIRE_KUBE") == "1" {
+			t.Fatalf("TELCNI_REQUIRE_KUBE=1 but %s", missing)
 		}
 		t.Skip(missing)
 	}
 	return apiserver, etcd
 }
 
-// Start runs etcd and kube-apiserver for t, stopped at cleanup.
+// Start runs etcd and kube-apiserver for t; t's cleanup stops them and
+// removes their directory.
 func Start(t testing.TB) *Env {
 	t.Helper()
 	apiserverBin, etcdBin := Require(t)
-	dir, err := os.MkdirTemp("", "kubetest")
+	env, c, err := launch(apiserverBin, etcdBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	etcdURL := startEtcd(t, etcdBin, dir)
-	port := freePort(t)
-	writePKI(t, dir)
+	t.Cleanup(c.stop)
+	t.Logf("kube-apiserver ready in %s (%s)", c.ready.Round(10*time.Millisecond), env.Config.Host)
+	return env
+}
+
+var shared struct {
+	once sync.Once
+	mu   sync.Mutex
+	env  *Env
+	c    *cluster
+	err  error
+}
+
+// Shared returns the test binary's one API server, started by its first
+// caller. The package's TestMain must call Stop after m.Run:
+//
+//	func TestMain(m *testing.M) { code := m.Run(); kubetest.Stop(); os.Exit(code) }
+//
+// (without it the processes die with the test binary, but their directory
+// stays behind). Tests sharing it should work in their own namespace.
+func Shared(t testing.TB) *Env {
+	t.Helper()
+	apiserverBin, etcdBin := Require(t)
+	shared.once.Do(func() {
+		env, c, err := launch(apiserverBin, etcdBin)
+		shared.mu.Lock()
+		shared.env, shared.c, shared.err = env, c, err
+		shared.mu.Unlock()
+		if err == nil {
+			t.Logf("shared kube-apiserver ready in %s (%s)", c.ready.Round(10*time.Millisecond), env.Config.Host)
+		}
+	})
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	if shared.c == nil {
+		t.Fatal("kubetest.Shared called after kubetest.Stop")
+	}
+	return shared.env
+}
+
+// Stop stops the API server Shared started, if any.
+func Stop() {
+	shared.mu.Lock()
+	c := shared.c
+	shared.c = nil
+	shared.mu.Unlock()
+	if c != nil {
+		c.stop()
+	}
+}
+
+// Namespace creates a namespace for t (named after it) and deletes it at
+// t's cleanup. (No namespace controller runs: a deleted namespace stays
+// Terminating, which is enough to keep tests apart.)
+func (e *Env) Namespace(t testing.TB) string {
+	t.Helper()
+	prefix := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	if len(prefix) > 40 {
+		prefix = strings.TrimRight(prefix[:40], "-")
+	}
+	ns, err := e.Clientset.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = e.Clientset.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// cluster is a running etcd and kube-apiserver.
+type cluster struct {
+	dir   string
+	procs []*proc // in start order
+	ready time.Duration
+	once  sync.Once
+}
+
+// stop kills the processes (newest first; their data is thrown away) and
+// removes the directory.
+func (c *cluster) stop() {
+	c.once.Do(func() {
+		for i := len(c.procs) - 1; i >= 0; i-- {
+			c.procs[i].kill()
+		}
+		os.RemoveAll(c.dir)
+	})
+}
+
+// launch starts etcd and kube-apiserver and waits until the API server is
+// ready. On failure it stops what it started and the error carries the
+// tail of the failing process's log.
+func launch(apiserverBin, etcdBin string) (env *Env, c *cluster, err error) {
+	dir, err := os.MkdirTemp("", "kubetest")
+	if err != nil {
+		return nil, nil, err
+	}
+	c = &cluster{dir: dir}
+	defer func() {
+		if err != nil {
+			c.stop()
+		}
+	}()
+	t0 := time.Now()
+
+	etcdURL, err := c.startEtcd(etcdBin)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := writePKI(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,%s,%s\n", adminToken, AgentToken, AgentUser, AgentUser)
 	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
 	}
 	args := []string{
 		"--etcd-servers=" + etcdURL,
@@ -125,80 +266,126 @@ func Start(t testing.TB) *Env {
 		"--profiling=false",
 		"--v=0",
 	}
-	logf := filepath.Join(dir, "kube-apiserver.log")
-	cmd := background(t, logf, apiserverBin, args...)
-	_ = cmd
-	ca, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	api, err := c.start(filepath.Join(dir, "kube-apiserver.log"), apiserverBin, args...)
+	if err != nil {
+		return nil, nil, err
+	}
 	host := "https://127.0.0.1:" + strconv.Itoa(port)
 	admin := &rest.Config{Host: host, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: 1000, Burst: 2000}
-	agentCfg := &rest.Config{Host: host, BearerToken: AgentToken, TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: 1000, Burst: 2000}
-	if err := waitReady(admin, 60*time.Second); err != nil {
-		t.Fatalf("kube-apiserver not ready: %v\n%s", err, tail(logf, 30))
+	agent := &rest.Config{Host: host, BearerToken: AgentToken, TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: 1000, Burst: 2000}
+	if err := waitReady(admin, api, ReadyTimeout); err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver (%s) not ready: %v\n--- tail of %s:\n%s", apiserverBin, err, api.log, tail(api.log, 40))
 	}
+	c.ready = time.Since(t0)
 	cs, err := kubernetes.NewForConfig(admin)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	env := &Env{Config: admin, AgentConfig: agentCfg, Clientset: cs, Dir: dir,
-		Kubeconfig: writeKubeconfig(t, dir, "admin", host, adminToken), AgentKubeconfig: writeKubeconfig(t, dir, "agent", host, AgentToken)}
-	return env
+	env = &Env{Config: admin, AgentConfig: agent, Clientset: cs, Dir: dir}
+	if env.Kubeconfig, err = writeKubeconfig(dir, "admin", host, adminToken); err != nil {
+		return nil, nil, err
+	}
+	if env.AgentKubeconfig, err = writeKubeconfig(dir, "agent", host, AgentToken); err != nil {
+		return nil, nil, err
+	}
+	return env, c, nil
 }
 
-func startEtcd(t testing.TB, bin, dir string) string {
-	t.Helper()
-	client, peer := freePort(t), freePort(t)
+func (c *cluster) startEtcd(bin string) (string, error) {
+	client, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	peer, err := freePort()
+	if err != nil {
+		return "", err
+	}
 	url := "http://127.0.0.1:" + strconv.Itoa(client)
-	background(t, filepath.Join(dir, "etcd.log"), bin,
-		"--data-dir="+filepath.Join(dir, "etcd"), "--name=kubetest",
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
+	p, err := c.start(filepath.Join(c.dir, "etcd.log"), bin,
+		"--data-dir="+filepath.Join(c.dir, "etcd"), "--name=kubetest",
 		"--listen-client-urls="+url, "--advertise-client-urls="+url,
-		"--listen-peer-urls=http://127.0.0.1:"+strconv.Itoa(peer),
-		"--initial-advertise-peer-urls=http://127.0.0.1:"+strconv.Itoa(peer),
-		"--initial-cluster=kubetest=http://127.0.0.1:"+strconv.Itoa(peer),
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=kubetest="+peerURL,
 		"--unsafe-no-fsync")
+	if err != nil {
+		return "", err
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(url + "/health")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return url
+			if resp.StatusCode == http.StatusOK {
+				return url, nil
 			}
+			err = fmt.Errorf("/health: %s", resp.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd not healthy after 20 s: %v\n%s", err, tail(filepath.Join(dir, "etcd.log"), 20))
+		if p.exited() || time.Now().After(deadline) {
+			return "", fmt.Errorf("etcd (%s) not healthy (exited: %v): %v\n--- tail of %s:\n%s", bin, p.exited(), err, p.log, tail(p.log, 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// background starts a process whose output goes to logf, killed at cleanup.
-func background(t testing.TB, logf, bin string, args ...string) *exec.Cmd {
-	t.Helper()
+// proc is a child process whose output goes to a log file.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when it has exited
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// spawn starts processes from one goroutine locked to its thread for the
+// life of the test binary: the children get SIGKILL when their parent
+// thread dies (Pdeathsig), so they must not be forked from a thread the Go
+// runtime could end (a goroutine exiting while locked, as netns tests do,
+// ends its thread), yet they die with a test binary killed on timeout.
+var spawn = sync.OnceValue(func() chan<- func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread lives as long as the process
+		for f := range ch {
+			f()
+		}
+	}()
+	return ch
+})
+
+func (c *cluster) start(logf, bin string, args ...string) (*proc, error) {
 	f, err := os.Create(logf)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	errc := make(chan error, 1)
+	spawn() <- func() { errc <- cmd.Start() }
+	if err := <-errc; err != nil {
 		f.Close()
-		t.Fatalf("start %s: %v", bin, err)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }() // owned: ends when the process does
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd
+	p := &proc{cmd: cmd, log: logf, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }() // ends when the process does
+	c.procs = append(c.procs, p)
+	return p, nil
 }
 
-func waitReady(rc *rest.Config, timeout time.Duration) error {
+func waitReady(rc *rest.Config, p *proc, timeout time.Duration) error {
 	tr, err := rest.TransportFor(rc)
 	if err != nil {
 		return err
@@ -206,72 +393,100 @@ func waitReady(rc *rest.Config, timeout time.Duration) error {
 	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var last error
+	last := errors.New("no answer yet")
 	for ctx.Err() == nil {
+		if p.exited() {
+			return fmt.Errorf("it exited: %v", p.cmd.ProcessState)
+		}
 		resp, err := hc.Get(rc.Host + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 			err = fmt.Errorf("/readyz: %s", resp.Status)
 		}
 		last = err
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("after %s: %w", timeout, last)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // writePKI writes a CA, a serving certificate for 127.0.0.1 and a
-// service-account key pair into dir.
-func writePKI(t testing.TB, dir string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// service-account key pair into dir; it returns the CA certificate (PEM).
+func writePKI(dir string) ([]byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubetest-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	saKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	saPub, _ := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	write := func(name, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	saPub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	saDER, err := x509.MarshalECPrivateKey(saKey)
+	if err != nil {
+		return nil, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"ca.crt", caPEM},
+		{"serving.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
+		{"serving.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})},
+		{"sa.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER})},
+		{"sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub})},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+			return nil, err
 		}
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	saDER, _ := x509.MarshalECPrivateKey(saKey)
-	write("ca.crt", "CERTIFICATE", caDER)
-	write("serving.crt", "CERTIFICATE", der)
-	write("serving.key", "EC PRIVATE KEY", keyDER)
-	write("sa.key", "EC PRIVATE KEY", saDER)
-	write("sa.pub", "PUBLIC KEY", saPub)
+	return caPEM, nil
 }
 
-func writeKubeconfig(t testing.TB, dir, user, host, token string) string {
-	t.Helper()
+func writeKubeconfig(dir, user, host, token string) (string, error) {
 	f := filepath.Join(dir, user+".kubeconfig")
 	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -289,12 +504,11 @@ contexts:
   context: {cluster: kubetest, user: %s}
 current-context: kubetest
 `, host, filepath.Join(dir, "ca.crt"), user, token, user)
-	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return f, os.WriteFile(f, []byte(cfg), 0o600)
 }
 
+// moduleRoot is the directory holding go.mod, walking up from the working
+// directory ("" if none).
 func moduleRoot() string {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -327,7 +541,7 @@ func tail(f string, n int) string {
 }
 
 // Kubectl returns a kubectl binary (KUBECTL_BIN, .cache/kube/bin/kubectl,
-// PATH), skipping t without one (failing it with TELCNI_REQUIRE_KUBE set).
+// PATH), skipping t without one (failing it with TELCNI_REQUIRE_KUBE=1).
 func Kubectl(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("KUBECTL_BIN")
@@ -341,8 +555,8 @@ func Kubectl(t testing.TB) string {
 	}
 	if bin == "" {
 		msg := "kubectl not found: run `make deps-kube` (builds it into .cache/kube/bin) or set KUBECTL_BIN"
-		if os.Getenv("TELCNI_REQUIRE_KUBE") != "" {
-			t.Fatalf("TELCNI_REQUIRE_KUBE is set but %s", msg)
+		if os.Getenv("TELCNI_REQUIRE_KUBE") == "1" {
+			t.Fatalf("TELCNI_REQUIRE_KUBE=1 but %s", msg)
 		}
 		t.Skip(msg)
 	}

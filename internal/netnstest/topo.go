@@ -51,23 +51,39 @@ func Wire(t testing.TB, a, b, name string, peerAddrs ...string) {
 
 // AddrOnLo puts an address on lo in the netns at path (a host "behind" a
 // router, without needing a dummy device) and brings lo up.
-func AddrOnLo(t testing.TB, path, cidr string) {
+func AddrOnLo(t testing.TB, path, cidr string) { AddrUp(t, path, "lo", cidr) }
+
+// AddrUp puts cidr on the link name in the netns at path and brings it up.
+func AddrUp(t testing.TB, path, name, cidr string) {
 	t.Helper()
 	h := Handle(t, path)
-	lo, err := h.LinkByName("lo")
+	l, err := h.LinkByName(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("find %s: %v", name, err)
 	}
 	addr, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AddrAdd(lo, addr); err != nil {
-		t.Fatal(err)
+	addr.Flags = 0x80 // IFA_F_NODAD: usable at once
+	if err := h.AddrAdd(l, addr); err != nil {
+		t.Fatalf("add %s to %s: %v", cidr, name, err)
 	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatalf("set %s up: %v", name, err)
 	}
+}
+
+// Fd opens the netns at path for calls that take a namespace fd (moving a
+// link, an nftables connection); it is closed when the test ends.
+func Fd(t testing.TB, path string) int {
+	t.Helper()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", path, err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return int(ns)
 }
 
 // Route adds a route in the netns at path: dst via gw.

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +21,12 @@ const (
 	bindxAdd     = 100 // SCTP_SOCKOPT_BINDX_ADD
 	connectx     = 110 // SCTP_SOCKOPT_CONNECTX
 	getPeerAddrs = 108 // SCTP_GET_PEER_ADDRS
+	primaryAddr  = 6   // SCTP_PRIMARY_ADDR
+	peerAddrInfo = 15  // SCTP_GET_PEER_ADDR_INFO
 	sockaddrLen  = 16
+	storageLen   = 128 // sizeof(struct sockaddr_storage)
+	// StateActive is a confirmed path (enum sctp_spinfo_state SCTP_ACTIVE).
+	StateActive = 2
 )
 
 func sockaddr4(a netip.Addr, port uint16) []byte {
@@ -134,6 +140,53 @@ func Exchange(from, to int, msg string) error {
 		return fmt.Errorf("received %q, sent %q", buf[:n], msg)
 	}
 	return nil
+}
+
+// SetPrimary makes peer:port the primary path of fd's association.
+func SetPrimary(fd int, peer netip.Addr, port uint16) error {
+	// struct sctp_prim is packed: a 4-byte association id (ignored on
+	// one-to-one sockets), then a sockaddr_storage.
+	b := make([]byte, 4+storageLen)
+	copy(b[4:], sockaddr4(peer, port))
+	if err := unix.SetsockoptString(fd, solSCTP, primaryAddr, string(b)); err != nil {
+		return fmt.Errorf("SCTP_PRIMARY_ADDR %s: %w", peer, err)
+	}
+	return nil
+}
+
+// PathState is the state of the path to peer:port (StateActive once a
+// heartbeat confirmed it).
+func PathState(fd int, peer netip.Addr, port uint16) (int32, error) {
+	// struct sctp_paddrinfo, packed: association id, sockaddr_storage, then
+	// state, cwnd, srtt, rto, mtu.
+	buf := make([]byte, 4+storageLen+5*4)
+	copy(buf[4:], sockaddr4(peer, port))
+	l := uint32(len(buf))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), solSCTP, peerAddrInfo,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 {
+		return 0, fmt.Errorf("SCTP_GET_PEER_ADDR_INFO %s: %w", peer, errno)
+	}
+	return int32(binary.NativeEndian.Uint32(buf[4+storageLen:])), nil
+}
+
+// WaitPathActive waits up to timeout for the path to peer:port to be
+// confirmed.
+func WaitPathActive(fd int, peer netip.Addr, port uint16, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := PathState(fd, peer, port)
+		if err != nil {
+			return err
+		}
+		if st == StateActive {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("path to %s is in state %d, not active, after %s", peer, st, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // FastFailover sets the netns's SCTP timers so that a dead path is

@@ -60,8 +60,6 @@ while IFS='|' read -r ip dir imports; do
 	rel="${ip#"$mod"}"
 	rel="${rel#/}"
 	name="$(tr '/.' '__' <<<"${rel:-root}")"
-	CGO_ENABLED=0 go test -c -o "$stage/kg/tests/$name.test" "$ip"
-	[[ -f "$stage/kg/tests/$name.test" ]] || { log "$ip: go test -c built nothing"; exit 1; }
 	if [[ -d "$dir/testdata" ]]; then
 		mkdir -p "$stage/kg/src/$rel"
 		cp -r "$dir/testdata" "$stage/kg/src/$rel/"
@@ -73,6 +71,24 @@ if ((n == 0)); then
 	log "no package in ${pkgs[*]} has tests that import $kg"
 	exit 1
 fi
+# Build the test binaries two at a time (the machines have 2 cores); each
+# build's output goes to its own log, shown with the package's name when it
+# fails.
+mkdir -p "$work/build"
+while read -r name ip _; do
+	while (($(jobs -rp | wc -l) >= 2)); do wait -n || true; done
+	( CGO_ENABLED=0 go test -c -o "$stage/kg/tests/$name.test" "$ip" >"$work/build/$name.log" 2>&1 ) &
+done <"$stage/kg/list"
+wait || true # each build's result is judged below, by its binary
+failed=0
+while read -r name ip _; do
+	if [[ ! -f "$stage/kg/tests/$name.test" ]]; then
+		log "$ip: go test -c failed:"
+		cat "$work/build/$name.log" >&2
+		failed=1
+	fi
+done <"$stage/kg/list"
+((failed == 0)) || exit 1
 # The result line carries a per-run nonce, so no test output can fake it.
 nonce="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 printf '%s' "$nonce" >"$stage/kg/nonce"
