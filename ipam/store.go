@@ -24,6 +24,7 @@ type Store struct {
 	db *bolt.DB
 	// blocks: dynamic addresses only from the node's blocks (cluster mode).
 	blocks bool
+	group  groupCommit
 }
 
 // Open opens (creating if needed) the database at path. A second agent on
@@ -61,11 +62,11 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 }
 
 // Batch is Update for calls that arrive concurrently (a burst of pod
-// ADDs): bbolt folds them into one transaction and one fsync. fn may run
-// more than once (when a batch member fails, the rest are retried), so it
-// must be idempotent.
+// ADDs): they are folded into one transaction and one fsync, and a lone
+// call commits at once (see groupCommit). fn may run more than once (when
+// a batch member fails, the rest are retried), so it must be idempotent.
 func (s *Store) Batch(fn func(tx *Tx) error) error {
-	return s.db.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, blocks: s.blocks}) })
+	return s.group.do(s.db, func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, blocks: s.blocks}) })
 }
 
 // View runs fn in a read-only transaction.

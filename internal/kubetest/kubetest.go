@@ -145,14 +145,13 @@ var shared struct {
 func Shared(t testing.TB) *Env {
 	t.Helper()
 	apiserverBin, etcdBin := Require(t)
+	started := false
 	shared.once.Do(func() {
 		env, c, err := launch(apiserverBin, etcdBin)
 		shared.mu.Lock()
 		shared.env, shared.c, shared.err = env, c, err
 		shared.mu.Unlock()
-		if err == nil {
-			t.Logf("shared kube-apiserver ready in %s (%s)", c.ready.Round(10*time.Millisecond), env.Config.Host)
-		}
+		started = err == nil
 	})
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
@@ -161,6 +160,9 @@ func Shared(t testing.TB) *Env {
 	}
 	if shared.c == nil {
 		t.Fatal("kubetest.Shared called after kubetest.Stop")
+	}
+	if started {
+		t.Logf("shared kube-apiserver ready in %s (%s)", shared.c.ready.Round(10*time.Millisecond), shared.env.Config.Host)
 	}
 	return shared.env
 }
@@ -220,12 +222,12 @@ func (c *cluster) stop() {
 // launch starts etcd and kube-apiserver and waits until the API server is
 // ready. On failure it stops what it started and the error carries the
 // tail of the failing process's log.
-func launch(apiserverBin, etcdBin string) (env *Env, c *cluster, err error) {
+func launch(apiserverBin, etcdBin string) (_ *Env, _ *cluster, err error) {
 	dir, err := os.MkdirTemp("", "kubetest")
 	if err != nil {
 		return nil, nil, err
 	}
-	c = &cluster{dir: dir}
+	c := &cluster{dir: dir}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -281,7 +283,7 @@ func launch(apiserverBin, etcdBin string) (env *Env, c *cluster, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	env = &Env{Config: admin, AgentConfig: agent, Clientset: cs, Dir: dir}
+	env := &Env{Config: admin, AgentConfig: agent, Clientset: cs, Dir: dir}
 	if env.Kubeconfig, err = writeKubeconfig(dir, "admin", host, adminToken); err != nil {
 		return nil, nil, err
 	}
@@ -307,7 +309,7 @@ func (c *cluster) startEtcd(bin string) (string, error) {
 		"--listen-client-urls="+url, "--advertise-client-urls="+url,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=kubetest="+peerURL,
-		"--unsafe-no-fsync")
+		"--unsafe-no-fsync", "--logger=zap")
 	if err != nil {
 		return "", err
 	}
