@@ -105,17 +105,43 @@ func (a *Agent) release(rec *Attachment) error {
 // detachAll detaches every recorded interface (a DEL, or a restart found
 // the record pending: any of them may exist).
 func (a *Agent) detachAll(ctx context.Context, rec *Attachment) {
-	for i := range rec.Interfaces {
-		a.detachOne(ctx, rec, &rec.Interfaces[i])
-	}
+	a.detach(ctx, rec, func(*attach.Record) bool { return true })
 }
 
 // detachMade detaches only the interfaces this process made (a failed ADD
 // knows exactly which).
 func (a *Agent) detachMade(ctx context.Context, rec *Attachment) {
+	a.detach(ctx, rec, func(r *attach.Record) bool { return r.Interface.Name != "" })
+}
+
+// detach detaches rec's interfaces that pick selects: those of a path that
+// removes several at once (attach.BatchDetacher) together, the others one
+// by one.
+func (a *Agent) detach(ctx context.Context, rec *Attachment, pick func(*attach.Record) bool) {
+	batches := map[attach.BatchDetacher][]*attach.Record{}
+	var order []attach.BatchDetacher
 	for i := range rec.Interfaces {
-		if rec.Interfaces[i].Interface.Name != "" {
-			a.detachOne(ctx, rec, &rec.Interfaces[i])
+		r := &rec.Interfaces[i]
+		if !pick(r) {
+			continue
+		}
+		if p, err := a.path(r.Network); err == nil {
+			if bd, ok := p.(attach.BatchDetacher); ok {
+				if _, seen := batches[bd]; !seen {
+					order = append(order, bd)
+				}
+				batches[bd] = append(batches[bd], r)
+				continue
+			}
+		}
+		a.detachOne(ctx, rec, r)
+	}
+	for _, bd := range order {
+		dctx, cancel := context.WithTimeout(ctx, a.timeout)
+		err := bd.DetachAll(dctx, batches[bd])
+		cancel()
+		if err != nil {
+			a.log.Warn("detach failed; freeing its addresses anyway", "container", rec.ContainerID, "interfaces", len(batches[bd]), "err", err)
 		}
 	}
 }

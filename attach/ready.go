@@ -25,3 +25,10 @@ type Readier interface {
 type Retainer interface {
 	Retain(ctx context.Context, recs []*Record) error
 }
+
+// BatchDetacher is implemented by paths that remove several interfaces of
+// one pod faster together than one by one (the kernel path: one unregister
+// batch for all of a pod's links). Its errors are Detach's.
+type BatchDetacher interface {
+	DetachAll(ctx context.Context, recs []*Record) error
+}
