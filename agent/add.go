@@ -17,6 +17,8 @@ import (
 // part-way undoes what it did (links, addresses, record) and returns the
 // first cause.
 func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
+	ph := newPhases()
+	defer ph.log(a.log, "ADD", call.ContainerID)
 	if err := requireEnv(call, true); err != nil {
 		return nil, err
 	}
@@ -24,12 +26,15 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
+	ph.done("parse")
 	p, err := a.resolve(ctx, call, c)
 	if err != nil {
 		return nil, err
 	}
+	ph.done("resolve")
 	unlock := a.locks.lock(p.key)
 	defer unlock()
+	ph.done("lock")
 
 	// A repeated ADD (a runtime retrying) first removes the links of the
 	// earlier attempt but keeps its addresses, so the retry gets them back.
@@ -44,18 +49,21 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
+	ph.done("reserve")
 	if err := a.attachAll(ctx, rec); err != nil {
 		if terr := a.teardown(ctx, rec, false); terr != nil {
 			a.log.Error("ADD rollback incomplete", "container", rec.ContainerID, "err", terr)
 		}
 		return nil, err
 	}
+	ph.done("attach")
 	rec.State = StateReady
 	if err := a.store.Batch(func(tx *ipam.Tx) error { return tx.PutRecord(rec.Key, rec) }); err != nil {
 		a.detachAll(ctx, rec)
 		_ = a.release(rec)
 		return nil, attach.Errorf(attach.CodeIOFailure, "record attachment %s: %v", rec.Key, err)
 	}
+	ph.done("ready")
 	a.publishStatus(ctx, rec)
 	a.log.Info("ADD", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "mode", rec.Mode, "interfaces", len(rec.Interfaces))
 	return rec, nil

@@ -3,6 +3,7 @@ package cnibench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -212,6 +213,10 @@ func startHostAgent(t *testing.T, node string) string {
 	for _, k := range kernelpath.Kinds() {
 		paths[k] = kernel
 	}
-	a := agent.New(agent.Config{Store: agenttest.Store(t), Networks: netsource.NewDir(agenttest.NetworkDir(t, hostNetworks)), Paths: paths, Log: agenttest.Log()})
+	log := agenttest.Log()
+	if os.Getenv("TELCNI_BENCH_TRACE") == "1" { // each call's phases, to stderr
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	a := agent.New(agent.Config{Store: agenttest.Store(t), Networks: netsource.NewDir(agenttest.NetworkDir(t, hostNetworks)), Paths: paths, Log: log})
 	return agenttest.Serve(t, a)
 }
