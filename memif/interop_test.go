@@ -87,9 +87,7 @@ func echoQ(t *testing.T, c *Conn, q int, frames [][]byte) {
 
 func checkCounts(t *testing.T, p *testpmd.Proc, n int) {
 	t.Helper()
-	if _, err := p.Cmd("stop"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "stop")
 	st, err := p.PortStats()
 	if err != nil {
 		t.Fatal(err)
@@ -121,37 +119,26 @@ func TestInteropGoServerTestpmdClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := p.Cmd("start"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "start")
 	echo(t, c, interopFrames(interopN))
 	checkCounts(t, p, interopN)
 
 	// testpmd stops its port: we see the disconnect. It starts it again:
 	// the same interface reconnects and carries traffic.
-	if _, err := p.Cmd("port stop 0"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "port stop 0")
 	select {
 	case <-c.Done():
 		t.Logf("after port stop: %v", c.Err())
 	case <-time.After(5 * time.Second):
 		t.Fatal("no disconnect after testpmd stopped its port")
 	}
-	if _, err := p.Cmd("port start 0"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "port start 0")
 	c2, err := l.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if _, err := p.Cmd("clear port stats 0"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Cmd("start"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "clear port stats 0", "start")
 	echo(t, c2, interopFrames(1000))
 	checkCounts(t, p, 1000)
 }
@@ -179,9 +166,7 @@ func TestInteropQueuesAndInterrupts(t *testing.T) {
 	if err := p.WaitLinkUp(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Cmd("start"); err != nil {
-		t.Fatal(err)
-	}
+	testpmdCmd(t, p, "start")
 	for q := 0; q < 2; q++ {
 		// testpmd must kick our eventfd after it fills our receive ring:
 		// send one frame, take it, and find the eventfd counter raised.
@@ -254,9 +239,7 @@ func TestInteropGoClientTestpmdServer(t *testing.T) {
 			if err := p.WaitLinkUp(5 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := p.Cmd("start"); err != nil {
-				t.Fatal(err)
-			}
+			testpmdCmd(t, p, "start")
 			echo(t, c, interopFrames(interopN))
 			checkCounts(t, p, interopN)
 		})
@@ -279,4 +262,14 @@ func startTestpmd(t *testing.T, ctx context.Context, env *testpmd.Env, o testpmd
 		}
 	})
 	return p
+}
+
+// testpmdCmd runs testpmd commands in order, failing t at the first error.
+func testpmdCmd(t *testing.T, p *testpmd.Proc, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		if _, err := p.Cmd(c); err != nil {
+			t.Fatalf("testpmd %q: %v", c, err)
+		}
+	}
 }

@@ -119,18 +119,19 @@ func (p *Path) kernelDriver(pf *PF, vf VF) string {
 }
 
 // reserve picks a free usable VF of the network's PF and marks it taken.
+//
+// sysfs is read outside the lock, so concurrent ADDs on one PF do not queue
+// behind each other's reads of every VF; the lock guards only the taken
+// set. That snapshot may predate a DEL that frees a VF before the lock is
+// taken (its driver and netdev read half-way through the reset), so the
+// chosen VF's driver and netdev are read again once it is marked taken:
+// from then on only its holder changes it.
 func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 	n := req.Network
-	// sysfs is read before taking the lock: concurrent ADDs on one PF do
-	// not queue behind each other's reads of every VF. What the lock guards
-	// is the taken set; a VF's driver changes only under its holder's
-	// Attach or Detach, never for a VF that is free.
 	pf, err := discover(n.Master)
 	if err != nil {
 		return nil, VF{}, "", attach.Errorf(attach.CodeInvalidConfig, "network %s: %v", n.Key(), err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if len(pf.VFs) == 0 {
 		return nil, VF{}, "", attach.Errorf(attach.CodeNotAvailable, "network %s: PF %s (%s) has no VFs (sriov_numvfs is 0)", n.Key(), pf.Name, pf.PCI)
 	}
@@ -138,18 +139,33 @@ func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 	if err != nil {
 		return nil, VF{}, "", err
 	}
-	for _, vf := range cands {
-		if _, ok := p.taken[vfKey(pf.Name, vf.Index)]; ok {
-			continue
-		}
-		drv := p.kernelDriver(pf, vf)
-		if drv == "" && n.Path == api.PathSRIOV {
-			return nil, VF{}, "", attach.Errorf(attach.CodeNotAvailable, "network %s: PF %s: no VF is bound to a kernel driver, cannot tell which driver VF %d needs", n.Key(), pf.Name, vf.Index)
-		}
-		p.taken[vfKey(pf.Name, vf.Index)] = owner(req.ContainerID, req.IfName)
-		return pf, vf, drv, nil
+	who := owner(req.ContainerID, req.IfName)
+	vf, ok := p.take(pf.Name, cands, who)
+	if !ok {
+		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
 	}
-	return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
+	vf.Driver, vf.Netdev = boundDriver(vf.PCI), netdevOf(vf.PCI)
+	p.mu.Lock()
+	drv := p.kernelDriver(pf, vf)
+	p.mu.Unlock()
+	if drv == "" && n.Path == api.PathSRIOV {
+		p.release(pf.Name, vf.Index, who)
+		return nil, VF{}, "", attach.Errorf(attach.CodeNotAvailable, "network %s: PF %s: no VF is bound to a kernel driver, cannot tell which driver VF %d needs", n.Key(), pf.Name, vf.Index)
+	}
+	return pf, vf, drv, nil
+}
+
+// take marks the first of cands that nothing holds as held by who.
+func (p *Path) take(pf string, cands []VF, who string) (VF, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, vf := range cands {
+		if _, ok := p.taken[vfKey(pf, vf.Index)]; !ok {
+			p.taken[vfKey(pf, vf.Index)] = who
+			return vf, true
+		}
+	}
+	return VF{}, false
 }
 
 func (p *Path) release(pf string, vf int, who string) {
@@ -201,15 +217,24 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 	return iface, nil
 }
 
-func (p *Path) attachDPDK(req *attach.Request, pf *PF, vf VF, mac net.HardwareAddr) (*attach.Interface, error) {
+// program unbinds the VF, configures it through the PF for the network
+// (VLAN, MAC, spoofchk, trust, rates, link state) and binds it to drv.
+func (p *Path) program(req *attach.Request, pf *PF, vf VF, mac net.HardwareAddr, drv string) error {
 	if err := unbind(vf.PCI); err != nil {
-		return nil, err
+		return err
 	}
 	if err := apply(p.host, pf.Name, vf.Index, wantSettings(req.Network, mac)); err != nil {
-		return nil, err
+		return err
 	}
-	if err := bind(vf.PCI, vfioDriver); err != nil {
-		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
+	if err := bind(vf.PCI, drv); err != nil {
+		return fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
+	}
+	return nil
+}
+
+func (p *Path) attachDPDK(req *attach.Request, pf *PF, vf VF, mac net.HardwareAddr) (*attach.Interface, error) {
+	if err := p.program(req, pf, vf, mac, vfioDriver); err != nil {
+		return nil, err
 	}
 	return &attach.Interface{
 		Name: req.IfName, MAC: mac.String(), Sandbox: req.Netns,
@@ -235,14 +260,8 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	if _, err := h.LinkByName(req.IfName); err == nil {
 		return nil, attach.Errorf(attach.CodeInvalidConfig, "interface %s already exists in netns %s", req.IfName, req.Netns)
 	}
-	if err := unbind(vf.PCI); err != nil {
+	if err := p.program(req, pf, vf, mac, drv); err != nil {
 		return nil, err
-	}
-	if err := apply(p.host, pf.Name, vf.Index, wantSettings(req.Network, mac)); err != nil {
-		return nil, err
-	}
-	if err := bind(vf.PCI, drv); err != nil {
-		return nil, fmt.Errorf("PF %s VF %d: %w", pf.Name, vf.Index, err)
 	}
 	// Found by PCI address from here on: udev may rename a new netdev
 	// (predictable names) at any moment.

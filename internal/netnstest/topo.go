@@ -35,14 +35,7 @@ func Wire(t testing.TB, a, b, name string, peerAddrs ...string) {
 		t.Fatal(err)
 	}
 	for _, s := range peerAddrs {
-		addr, err := netlink.ParseAddr(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr.Flags = 0x80 // IFA_F_NODAD: usable at once
-		if err := hb.AddrAdd(lb, addr); err != nil {
-			t.Fatalf("add %s to %sp: %v", s, name, err)
-		}
+		addAddr(t, hb, lb, s)
 	}
 	if err := hb.LinkSetUp(lb); err != nil {
 		t.Fatal(err)
@@ -61,16 +54,23 @@ func AddrUp(t testing.TB, path, name, cidr string) {
 	if err != nil {
 		t.Fatalf("find %s: %v", name, err)
 	}
+	addAddr(t, h, l, cidr)
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatalf("set %s up: %v", name, err)
+	}
+}
+
+// addAddr puts cidr on l, without duplicate address detection so that it
+// is usable at once.
+func addAddr(t testing.TB, h *netlink.Handle, l netlink.Link, cidr string) {
+	t.Helper()
 	addr, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr.Flags = 0x80 // IFA_F_NODAD: usable at once
+	addr.Flags = 0x80 // IFA_F_NODAD
 	if err := h.AddrAdd(l, addr); err != nil {
-		t.Fatalf("add %s to %s: %v", cidr, name, err)
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		t.Fatalf("set %s up: %v", name, err)
+		t.Fatalf("add %s to %s: %v", cidr, l.Attrs().Name, err)
 	}
 }
 
