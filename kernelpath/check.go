@@ -15,16 +15,11 @@ import (
 // Check verifies that the interface of a record still exists, is telcni's,
 // and has the recorded MAC, addresses and routes.
 func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
-	target, err := openNetns(rec.Netns)
+	target, h, done, err := podNetns(rec.Netns)
 	if err != nil {
 		return attach.WithCode(attach.CodeCheckFailed, err)
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return fmt.Errorf("netlink handle in %s: %w", rec.Netns, err)
-	}
-	defer h.Close()
+	defer done()
 	link, err := h.LinkByName(rec.IfName)
 	if err != nil {
 		return attach.Errorf(attach.CodeCheckFailed, "%s in %s: link not found: %v", rec.IfName, rec.Netns, err)

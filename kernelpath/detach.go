@@ -54,19 +54,14 @@ func (p *Path) detachNetns(path string, recs []*attach.Record) error {
 	if len(recs) == 1 {
 		return p.Detach(context.Background(), recs[0])
 	}
-	target, err := openNetns(path)
+	target, h, done, err := podNetns(path)
 	if errors.Is(err, errNetnsGone) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	defer h.Close()
+	defer done()
 	group := tombstoneGroups | rand.Uint32N(1<<24)
 	var errs []error
 	grouped := 0

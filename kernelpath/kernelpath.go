@@ -69,16 +69,11 @@ func Alias(containerID, ifName string) string {
 // Attach creates the interface in the pod's netns and configures it; on
 // failure it removes what it created.
 func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interface, error) {
-	target, err := openNetns(req.Netns)
+	target, h, done, err := podNetns(req.Netns)
 	if err != nil {
 		return nil, err
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", req.Netns, err)
-	}
-	defer h.Close()
+	defer done()
 	if _, err := h.LinkByName(req.IfName); err == nil {
 		return nil, attach.Errorf(attach.CodeInvalidConfig, "interface %s already exists in netns %s", req.IfName, req.Netns)
 	}
@@ -105,19 +100,14 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 // Detach deletes the pod interface. A netns that is gone took the link
 // with it, so there is nothing left to do.
 func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
-	target, err := openNetns(rec.Netns)
+	target, h, done, err := podNetns(rec.Netns)
 	if errors.Is(err, errNetnsGone) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return fmt.Errorf("netlink handle in %s: %w", rec.Netns, err)
-	}
-	defer h.Close()
+	defer done()
 	if err := DeletePolicyRules(h, rec); err != nil {
 		return err
 	}
@@ -166,6 +156,21 @@ func (p *Path) create(req *attach.Request, target netns.NsHandle, h *netlink.Han
 }
 
 var errNetnsGone = errors.New("netns is gone")
+
+// podNetns opens the pod's netns and a netlink handle in it; done closes
+// both.
+func podNetns(path string) (target netns.NsHandle, h *netlink.Handle, done func(), err error) {
+	target, err = openNetns(path)
+	if err != nil {
+		return target, nil, nil, err
+	}
+	h, err = netlink.NewHandleAt(target)
+	if err != nil {
+		target.Close()
+		return target, nil, nil, fmt.Errorf("netlink handle in %s: %w", path, err)
+	}
+	return target, h, func() { h.Close(); target.Close() }, nil
+}
 
 func openNetns(path string) (netns.NsHandle, error) {
 	h, err := netns.GetFromPath(path)
