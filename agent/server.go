@@ -24,6 +24,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+cni.CallPath, a.serveCall)
 	mux.HandleFunc("GET /v1/attachments", a.serveAttachments)
 	mux.HandleFunc("GET /v1/allocations", a.serveAllocations)
+	a.registerViews(mux) // GET /v1/pods/{namespace}/{name}, /v1/networks (views.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux
 }

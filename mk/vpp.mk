@@ -19,7 +19,7 @@ deps-vpp:
 test-vpp:
 	@bin=$$(./scripts/vpp/find.sh); \
 	if [ -n "$$bin" ]; then echo "test-vpp: VPP at $$bin"; req=1; else echo "test-vpp: no VPP found; the VPP tests skip (set VPP_BIN)"; req=; fi; \
-	VPP_BIN="$$bin" TELCNI_REQUIRE_VPP=$$req $(GO) test -count=1 -timeout 15m -run 'TestVPP' -v ./vppagent/ ./agent/ ./e2e/ 2>&1 | tee $(CACHE)/test-vpp.log; \
+	VPP_BIN="$$bin" TELCNI_REQUIRE_VPP=$$req $(GO) test -count=1 -timeout 15m -run 'TestVPP' -v ./vppagent/ ./agent/ ./e2e/ ./cmd/telcnictl/ 2>&1 | tee $(CACHE)/test-vpp.log; \
 	rc=$${PIPESTATUS[0]}; \
 	echo "test-vpp: $$(grep -c -- '^--- PASS' $(CACHE)/test-vpp.log) passed, $$(grep -c -- '--- SKIP' $(CACHE)/test-vpp.log) skipped"; \
 	exit $$rc
