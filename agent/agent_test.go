@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/cni"
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/ipam"
 )
@@ -399,5 +401,29 @@ func TestMetricsCountCallsAndState(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)
 		}
+	}
+}
+
+// podman's CNI backend passes --ip and --mac-address as CNI_ARGS IP= and
+// MAC=: a bare address takes its subnet's prefix length, the capabilities
+// win when both are given, and a bad value is refused naming CNI_ARGS.
+func TestAttachmentModeCNIArgsIPAndMAC(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("podman")
+	conf := `{"cniVersion":"1.0.0","name":"up","type":"telcni","network":"userplane"}`
+	call := func(ifName, args, conf string) *cni.Reply {
+		return e.agent.Dispatch(context.Background(), &cni.Call{Command: "ADD", ContainerID: p.cid, Netns: p.netns, IfName: ifName,
+			Args: "IgnoreUnknown=1;K8S_POD_NAME=podman;IP=" + args, Config: json.RawMessage(conf)})
+	}
+	r := call("eth0", "10.40.0.33;MAC=02:00:00:40:00:33", conf)
+	if r.Error != nil || !strings.Contains(string(r.Result), `"10.40.0.33/24"`) || !strings.Contains(string(r.Result), `"mac":"02:00:00:40:00:33"`) {
+		t.Fatalf("ADD with CNI_ARGS IP and MAC: %s %+v", r.Result, r.Error)
+	}
+	withCaps := `{"cniVersion":"1.0.0","name":"up","type":"telcni","network":"userplane","runtimeConfig":{"ips":["10.40.0.44/24"]}}`
+	if r := call("eth1", "10.40.0.45", withCaps); r.Error != nil || !strings.Contains(string(r.Result), `"10.40.0.44/24"`) {
+		t.Errorf("capabilities and CNI_ARGS: %s %+v, want the capability's address", r.Result, r.Error)
+	}
+	if r := call("eth2", "192.0.2.9", conf); r.Error == nil || r.Error.Code != attach.CodeInvalidConfig || !strings.Contains(r.Error.Msg, `CNI_ARGS IP: "192.0.2.9" is in no subnet`) {
+		t.Errorf("an address outside the network: %+v", r.Error)
 	}
 }

@@ -137,7 +137,7 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 			return nil, err
 		}
 		p.mode = ModeAttachment
-		err = a.planAttachment(p, n, call.IfName)
+		err = a.planAttachment(p, n, call.IfName, call.Args)
 	case c.Network != "":
 		ns := c.Namespace
 		if ns == "" {
@@ -148,7 +148,7 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 			return nil, err
 		}
 		p.mode = ModeAttachment
-		err = a.planAttachment(p, n, call.IfName)
+		err = a.planAttachment(p, n, call.IfName, call.Args)
 	default:
 		p.mode = ModePod
 		err = a.planPod(ctx, p, call.IfName, podNS)
@@ -179,17 +179,30 @@ func (a *Agent) lookup(ctx context.Context, field, podNS, namespace, name string
 	return n, nil
 }
 
-func (a *Agent) planAttachment(p *plan, n *api.Network, ifName string) error {
+func (a *Agent) planAttachment(p *plan, n *api.Network, ifName, cniArgs string) error {
 	static, err := api.ParseIPs("runtimeConfig.ips", p.conf.RuntimeConfig.IPs)
 	if err != nil {
 		return attach.WithCode(attach.CodeInvalidConfig, err)
 	}
-	if mac := p.conf.RuntimeConfig.MAC; mac != "" {
-		if err := api.ValidateMAC(mac); err != nil {
-			return attach.Errorf(attach.CodeInvalidConfig, "runtimeConfig.mac: %q %v", mac, err)
+	mac, macField := p.conf.RuntimeConfig.MAC, "runtimeConfig.mac"
+	// podman's CNI backend (containers/common) passes --ip and --mac-address
+	// as CNI_ARGS IP= and MAC= (the static IPAM convention), not as the ips
+	// and mac capabilities; the capabilities win when both are given.
+	argIPs, argMAC := staticCNIArgs(cniArgs)
+	if len(static) == 0 && len(argIPs) > 0 {
+		if static, err = argPrefixes(n, argIPs); err != nil {
+			return err
 		}
 	}
-	p.ifaces = []ifacePlan{{network: n, ifName: ifName, static: static, mac: p.conf.RuntimeConfig.MAC, defaultRoute: p.conf.DefaultRoute}}
+	if mac == "" && argMAC != "" {
+		mac, macField = argMAC, "CNI_ARGS MAC"
+	}
+	if mac != "" {
+		if err := api.ValidateMAC(mac); err != nil {
+			return attach.Errorf(attach.CodeInvalidConfig, "%s: %q %v", macField, mac, err)
+		}
+	}
+	p.ifaces = []ifacePlan{{network: n, ifName: ifName, static: static, mac: mac, defaultRoute: p.conf.DefaultRoute}}
 	return nil
 }
 
@@ -260,4 +273,50 @@ func (a *Agent) planPod(ctx context.Context, p *plan, cniIfName, podNS string) e
 		p.ifaces = append(p.ifaces, ip)
 	}
 	return nil
+}
+
+// staticCNIArgs reads the IP (comma-separated addresses or prefixes) and
+// MAC keys of CNI_ARGS.
+func staticCNIArgs(args string) (ips []string, mac string) {
+	for _, kv := range strings.Split(args, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "IP":
+			for _, ip := range strings.Split(v, ",") {
+				if ip != "" {
+					ips = append(ips, ip)
+				}
+			}
+		case "MAC":
+			mac = v
+		}
+	}
+	return ips, mac
+}
+
+// argPrefixes gives bare CNI_ARGS addresses the prefix length of the
+// network's subnet that holds them.
+func argPrefixes(n *api.Network, ips []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ips))
+	for _, s := range ips {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p)
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, attach.Errorf(attach.CodeInvalidConfig, "CNI_ARGS IP: %q is not an IP address", s)
+		}
+		found := false
+		for _, sub := range n.IPAM.Subnets {
+			if c, err := netip.ParsePrefix(sub.CIDR); err == nil && c.Contains(ip) {
+				out, found = append(out, netip.PrefixFrom(ip, c.Bits())), true
+				break
+			}
+		}
+		if !found {
+			return nil, attach.Errorf(attach.CodeInvalidConfig, "CNI_ARGS IP: %q is in no subnet of network %s", s, n.Name)
+		}
+	}
+	return out, nil
 }

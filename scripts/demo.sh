@@ -165,8 +165,8 @@ fastpath() {
 	done
 	((failed == 0)) || { echo "demo: $failed fast-path pings failed" >&2; exit 1; }
 
-	say "fast path: the pods' interfaces and VPP's side of them (telcnictl pods; telcnictl vpp show interface)"
-	"$BIN/telcnictl" -socket "$SOCK" pods | awk 'NR==1 || /fp-/'
+	say "fast path: pod fp-1 followed into VPP (telcnictl pod ran/fp-1), and VPP's own view (telcnictl vpp show interface)"
+	"$BIN/telcnictl" -socket "$SOCK" pod ran/fp-1
 	"$BIN/telcnictl" -socket "$SOCK" vpp show interface
 
 	say "fast path: DEL both pods; VPP keeps nothing of theirs"
