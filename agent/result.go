@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -24,7 +25,7 @@ func Result(rec *Attachment) (json.RawMessage, error) {
 			Name: r.Interface.Name, Mac: r.Interface.MAC, Mtu: r.Interface.MTU, Sandbox: r.Interface.Sandbox,
 			SocketPath: socketPath(r.Interface.DeviceInfo), PciID: pciID(r.Interface.DeviceInfo),
 		})
-		for _, ip := range r.IPs {
+		for _, ip := range slices.Concat(r.IPs, r.Interface.IPs) {
 			c := &current.IPConfig{Interface: current.Int(idx), Address: *ipNet(ip.Address)}
 			if ip.Gateway.IsValid() {
 				c.Gateway = ip.Gateway.AsSlice()
@@ -102,7 +103,7 @@ func NetworkStatus(rec *Attachment) []api.NetworkStatus {
 		if r.Network.Namespace == "" && rec.Pod.Namespace != "" {
 			st.Name = r.Network.Name
 		}
-		for _, ip := range r.IPs {
+		for _, ip := range slices.Concat(r.IPs, r.Interface.IPs) {
 			st.IPs = append(st.IPs, ip.Address.Addr().String())
 		}
 		out = append(out, st)

@@ -48,6 +48,8 @@ type Network struct {
 	// VPP holds the options of memif and vhostuser networks (api/vpp.go).
 	VPP   *VPPOptions   `json:"vpp,omitempty"`
 	SRIOV *SRIOVOptions `json:"sriov,omitempty"` // sriov and sriov-dpdk VF settings (api/sriov.go)
+	// Delegate names the CNI plugin of a delegate network (api/delegate.go).
+	Delegate *DelegateOptions `json:"delegate,omitempty"`
 }
 
 // Key identifies a network across namespaces ("ns/name", or "name" when

@@ -35,6 +35,7 @@ var pathRules = map[PathKind]pathRule{
 	PathSRIOVDPDK: {master: required, vlan: optional},
 	PathMemif:     {vlan: optional, modes: []string{"ethernet", "ip"}},
 	PathVhostUser: {vlan: optional, modes: []string{"server", "client"}},
+	PathDelegate:  {},
 }
 
 // Paths lists the known path kinds in a stable order (for messages).
@@ -108,6 +109,7 @@ func (n *Network) validate(fe *fieldErrors, p string) {
 		n.validatePathFields(fe, p, rule)
 		n.validateVPP(fe, p)
 		n.validateSRIOV(fe, p)
+		n.validateDelegate(fe, p)
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		fe.add(join(p, "mtu"), n.MTU, "is out of range 68-65535")

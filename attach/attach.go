@@ -84,6 +84,9 @@ type Interface struct {
 	Sandbox    string          `json:"sandbox,omitempty"` // netns path; "" for host-side interfaces (memif, vhost-user)
 	MTU        int             `json:"mtu,omitempty"`
 	DeviceInfo *api.DeviceInfo `json:"deviceInfo,omitempty"`
+	// IPs are addresses the path itself assigned (a delegate plugin's own
+	// IPAM), reported beside the request's.
+	IPs []IPConfig `json:"ips,omitempty"`
 	// State is the path's own bookkeeping (VPP sw_if_index, VF PCI
 	// address, host sub-interface, ...), persisted with the record so that
 	// Detach and Check work after an agent restart.

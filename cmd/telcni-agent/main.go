@@ -21,6 +21,7 @@ import (
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/cni"
+	"github.com/telcni/telcni/delegate"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/kube"
@@ -78,6 +79,8 @@ func run() error {
 	nodeName := flag.String("node-name", os.Getenv("NODE_NAME"), "this node's Node name (Kubernetes; default $NODE_NAME)")
 	globalNS := flag.String("global-namespaces", "", "comma-separated namespaces whose NetworkAttachmentDefinitions every pod may use (Kubernetes)")
 	leaseNS := flag.String("lease-namespace", "telcni-system", "namespace of the IPAM controller's leader-election Lease (Kubernetes)")
+	cniBin := flag.String("cni-bin-dir", "/opt/cni/bin", "where delegate networks' CNI plugins are (colon-separated)")
+	cniConf := flag.String("cni-conf-dir", "/etc/cni/net.d", "where conflists named by delegate networks are")
 	gcEvery := flag.Duration("ipam-gc-interval", 30*time.Second, "how often the IPAM controller frees the blocks of gone nodes and the reservations of gone pods (Kubernetes)")
 	flag.Parse()
 
@@ -116,6 +119,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Delegate networks: another CNI plugin makes the interface.
+	paths[api.PathDelegate] = delegate.New(delegate.Config{BinDirs: filepath.SplitList(*cniBin), ConfDir: *cniConf,
+		CacheDir: filepath.Join(*stateDir, "cni-cache"), HostNetns: *hostNetns, Log: log.With("path", "delegate")})
 	vppPath := vppagent.NewPath(vpp)
 	for _, k := range vppagent.Kinds() {
 		paths[k] = vppPath
