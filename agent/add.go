@@ -114,7 +114,7 @@ func (a *Agent) reserve(call *cni.Call, p *plan, prev *Attachment) (*Attachment,
 			}
 			req := attach.Request{
 				ContainerID: call.ContainerID, Netns: call.Netns, IfName: ip.ifName, Pod: p.pod,
-				Network: ip.network, IPs: ips, MAC: ip.mac,
+				Network: ip.network, IPs: ips, MAC: ip.mac, DeviceID: ip.deviceID,
 				DefaultRoute: ip.defaultRoute, DefaultGateways: ip.gateways,
 			}
 			for _, pr := range ip.network.IPAM.ParsedRoutes() {

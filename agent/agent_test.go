@@ -427,3 +427,16 @@ func TestAttachmentModeCNIArgsIPAndMAC(t *testing.T) {
 		t.Errorf("an address outside the network: %+v", r.Error)
 	}
 }
+
+// runtimeConfig.deviceID (Multus, from the device plugin) only means
+// something on a network that takes a device.
+func TestDeviceIDOnlyForDevices(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("dev")
+	conf := `{"cniVersion":"1.0.0","name":"up","type":"telcni","network":"userplane","runtimeConfig":{"deviceID":"0000:3b:02.1"}}`
+	r := e.call("ADD", p, "eth0", conf)
+	if r.Error == nil || r.Error.Code != attach.CodeInvalidConfig || !strings.Contains(r.Error.Msg, `runtimeConfig.deviceID: "0000:3b:02.1" is given but network userplane (path macvlan) takes no device`) {
+		t.Fatalf("deviceID on a macvlan network: %+v", r.Error)
+	}
+	e.assertClean(p)
+}

@@ -35,8 +35,12 @@ type netConf struct {
 	// interface.
 	DefaultRoute  bool `json:"defaultRoute,omitempty"`
 	RuntimeConfig struct {
-		IPs            []string          `json:"ips,omitempty"`
-		MAC            string            `json:"mac,omitempty"`
+		IPs []string `json:"ips,omitempty"`
+		MAC string   `json:"mac,omitempty"`
+		// DeviceID is the device the device plugin allocated (an SR-IOV
+		// VF's PCI address), as Multus passes it with the deviceID
+		// capability.
+		DeviceID       string            `json:"deviceID,omitempty"`
 		PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
 	} `json:"runtimeConfig"`
 	ValidAttachments []struct {
@@ -84,6 +88,7 @@ type ifacePlan struct {
 	ifName       string
 	static       []netip.Prefix
 	mac          string
+	deviceID     string
 	defaultRoute bool
 	gateways     []netip.Addr
 }
@@ -202,7 +207,11 @@ func (a *Agent) planAttachment(p *plan, n *api.Network, ifName, cniArgs string) 
 			return attach.Errorf(attach.CodeInvalidConfig, "%s: %q %v", macField, mac, err)
 		}
 	}
-	p.ifaces = []ifacePlan{{network: n, ifName: ifName, static: static, mac: mac, defaultRoute: p.conf.DefaultRoute}}
+	dev := p.conf.RuntimeConfig.DeviceID
+	if dev != "" && !n.Path.IsSRIOV() {
+		return attach.Errorf(attach.CodeInvalidConfig, "runtimeConfig.deviceID: %q is given but network %s (path %s) takes no device", dev, n.Key(), n.Path)
+	}
+	p.ifaces = []ifacePlan{{network: n, ifName: ifName, static: static, mac: mac, deviceID: dev, defaultRoute: p.conf.DefaultRoute}}
 	return nil
 }
 

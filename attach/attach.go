@@ -55,7 +55,10 @@ type Request struct {
 	Network     *api.Network `json:"network"`
 	IPs         []IPConfig   `json:"ips,omitempty"`
 	MAC         string       `json:"mac,omitempty"` // requested MAC, "" for the path's default
-	Routes      []Route      `json:"routes,omitempty"`
+	// DeviceID is the device a device plugin allocated for this interface
+	// (an SR-IOV VF's PCI address): the path uses exactly that one.
+	DeviceID string  `json:"deviceID,omitempty"`
+	Routes   []Route `json:"routes,omitempty"`
 	// DefaultRoute asks for default routes via this interface's gateways
 	// (or via DefaultGateways when the pod named them).
 	DefaultRoute    bool         `json:"defaultRoute,omitempty"`

@@ -140,7 +140,16 @@ func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 		return nil, VF{}, "", err
 	}
 	who := owner(req.ContainerID, req.IfName)
+	if req.DeviceID != "" {
+		if cands, err = p.deviceVF(n, pf, cands, req.DeviceID); err != nil {
+			return nil, VF{}, "", err
+		}
+	}
 	vf, ok := p.take(pf.Name, cands, who)
+	if !ok && req.DeviceID != "" {
+		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: deviceID %s (VF %d of PF %s) is held by %s",
+			n.Key(), req.DeviceID, cands[0].Index, pf.Name, p.holder(pf.Name, cands[0].Index))
+	}
 	if !ok {
 		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
 	}
@@ -153,6 +162,31 @@ func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 		return nil, VF{}, "", attach.Errorf(attach.CodeNotAvailable, "network %s: PF %s: no VF is bound to a kernel driver, cannot tell which driver VF %d needs", n.Key(), pf.Name, vf.Index)
 	}
 	return pf, vf, drv, nil
+}
+
+// deviceVF narrows cands to the VF the device plugin allocated (its PCI
+// address, runtimeConfig.deviceID as Multus passes it).
+func (p *Path) deviceVF(n *api.Network, pf *PF, cands []VF, pci string) ([]VF, error) {
+	for _, vf := range pf.VFs {
+		if vf.PCI != pci {
+			continue
+		}
+		for _, c := range cands {
+			if c.Index == vf.Index {
+				return []VF{c}, nil
+			}
+		}
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: deviceID %s is VF %d of PF %s, outside the network's sriov.vfs %q",
+			n.Key(), pci, vf.Index, pf.Name, n.SRIOV.VFs)
+	}
+	return nil, attach.Errorf(attach.CodeInvalidConfig, "network %s: deviceID %s is not a VF of PF %s (%s)", n.Key(), pci, pf.Name, pf.PCI)
+}
+
+// holder names who holds VF vf of pf ("container/ifname").
+func (p *Path) holder(pf string, vf int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.taken[vfKey(pf, vf)]
 }
 
 // take marks the first of cands that nothing holds as held by who.

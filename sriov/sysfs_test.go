@@ -121,3 +121,30 @@ func TestNeutralName(t *testing.T) {
 		}
 	}
 }
+
+// A device plugin's VF (deviceID) is used exactly: refused when it is not
+// a VF of the network's PF, outside sriov.vfs, or held by another pod.
+func TestReserveDeviceID(t *testing.T) {
+	fakeSysfs(t)
+	p := New(slog.New(slog.DiscardHandler))
+	n := &api.Network{Name: "fh", Path: api.PathSRIOV, Master: "p0", SRIOV: &api.SRIOVOptions{VFs: "0-1"}}
+	req := func(id, dev string) *attach.Request {
+		return &attach.Request{ContainerID: id, IfName: "net1", Network: n, DeviceID: dev}
+	}
+	_, vf, _, err := p.reserve(req("a", "0000:3b:02.1"))
+	if err != nil || vf.Index != 1 {
+		t.Fatalf("deviceID VF 1: %+v %v, want VF 1 (not the first free one)", vf, err)
+	}
+	for _, c := range []struct{ dev, want string }{
+		{"0000:3b:02.1", "deviceID 0000:3b:02.1 (VF 1 of PF p0) is held by a/net1"},
+		{"0000:3b:02.2", `is VF 2 of PF p0, outside the network's sriov.vfs "0-1"`},
+		{"0000:99:00.0", "deviceID 0000:99:00.0 is not a VF of PF p0 (0000:3b:00.0)"},
+	} {
+		if _, _, _, err := p.reserve(req("b", c.dev)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("deviceID %s: %v, want %q", c.dev, err, c.want)
+		}
+	}
+	if _, vf, _, err := p.reserve(req("b", "")); err != nil || vf.Index != 0 {
+		t.Errorf("without deviceID after the refusals: %+v %v, want the free VF 0", vf, err)
+	}
+}
