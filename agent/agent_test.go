@@ -394,7 +394,7 @@ func TestMetricsCountCallsAndState(t *testing.T) {
 	for _, want := range []string{
 		`telcni_cni_calls_total{command="ADD",code="0"} 1`,
 		`telcni_cni_calls_total{command="ADD",code="7"} 1`,
-		`telcni_cni_call_seconds_count{command="ADD"} 2`,
+		`telcni_cni_call_seconds_count{command="ADD",path="macvlan"} 1`, `telcni_cni_call_seconds_count{command="ADD",path="none"} 1`,
 		`telcni_attachments{state="ready"} 1`,
 		`telcni_ipam_addresses_held{network="fronthaul"} 2`,
 	} {

@@ -49,7 +49,7 @@ func (a *Agent) serveCall(w http.ResponseWriter, r *http.Request) {
 // Dispatch runs one CNI call and returns the reply the plugin prints.
 func (a *Agent) Dispatch(ctx context.Context, call *cni.Call) *cni.Reply {
 	start := time.Now()
-	reply := a.dispatch(ctx, call)
+	reply := a.dispatchTimed(ctx, call) // the time by command and path (metrics.go)
 	var code uint
 	if reply.Error != nil {
 		code = reply.Error.Code

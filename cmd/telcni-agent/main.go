@@ -151,6 +151,12 @@ func run() error {
 			a.MetricsHandler().ServeHTTP(w, r)
 			vpp.MetricsHandler().ServeHTTP(w, r)
 		}))
+		// /healthz: the process is alive; /readyz: the agent has recovered
+		// and answers on its socket (opened only after Recover), and STATUS
+		// finds every network's path ready (VPP reachable for VPP networks).
+		health := a.HealthHandler(agent.SocketServing(*socket))
+		mux.Handle("GET /healthz", health)
+		mux.Handle("GET /readyz", health)
 		msrv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { // owned: closed when run returns
 			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -64,16 +64,31 @@ attachment's state (ready, or pending while an ADD runs).`,
 }
 
 func (a *app) ipamCmd() *cobra.Command {
-	return &cobra.Command{
+	var audit bool
+	cmd := &cobra.Command{
 		Use:   "ipam",
 		Short: "One line per held address: network, address, kind (static or dynamic), holder",
 		Long: `ipam lists every address the agent's IPAM holds, by network and address,
 with whether the pod asked for it (static) or IPAM chose it (dynamic), and
-its holder: pod, container id and interface.`,
+its holder: pod, container id and interface.
+
+With --audit it compares the agent's records with the live world instead:
+each recorded interface's netns exists, its link exists with telcni's
+alias (kernel paths), its VPP interface exists (memif, vhostuser); and it
+lists leaks (addresses held for an interface that is gone) and orphans
+(held addresses no record owns, links with a telcni alias in a pod netns
+no record owns, telcni-tagged VPP pod interfaces no record owns). It
+changes nothing; the exit status is 1 when it finds a leak or an orphan.
+"telcnictl gc" frees the attachments whose netns is gone.`,
 		Example: `  telcnictl ipam
-  telcnictl ipam -o yaml`,
+  telcnictl ipam -o yaml
+  telcnictl ipam --audit
+  telcnictl ipam --audit -o json | jq '.interfaces[] | select(.state=="leak")'`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if audit {
+				return a.audit(cmd)
+			}
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
 			var all []ipam.Allocation
@@ -104,6 +119,8 @@ its holder: pod, container id and interface.`,
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&audit, "audit", false, "compare the records with the live world: list leaks and orphans")
+	return cmd
 }
 
 func (a *app) statusCmd() *cobra.Command {

@@ -86,14 +86,19 @@ func newRoot() *cobra.Command {
 		Long: `telcnictl asks the telcni agent on this node, over its root-only unix socket,
 what it has made: pods and their interfaces with the kernel links, VPP
 interfaces or SR-IOV VFs behind them, networks and who uses them, held
-addresses. It can run the agent's CNI CHECK for a pod and pass commands to
-VPP's CLI through the agent, as vppctl does.`,
+addresses, and audit the records against the live world (ipam --audit). It
+can run the agent's CNI CHECK for a pod, free attachments whose netns is
+gone (gc --apply), trace a pod interface's packets in VPP (vpp trace) and
+pass commands to VPP's CLI through the agent, as vppctl does.`,
 		Example: `  telcnictl pods
   telcnictl pod ran/du-a
   telcnictl pod ran/du-a -o yaml
   telcnictl --socket /tmp/agent.sock networks
   telcnictl check ran/du-a
+  telcnictl ipam --audit
+  telcnictl gc
   telcnictl vpp show interface
+  telcnictl vpp trace ran/cnf-0 mif0 -n 5
   source <(telcnictl completion bash)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -111,7 +116,7 @@ VPP's CLI through the agent, as vppctl does.`,
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "how long to wait for the agent")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputs, cobra.ShellCompDirectiveNoFileComp))
 
-	root.AddCommand(a.podsCmd(), a.podCmd(), a.networksCmd(), a.ipamCmd(), a.statusCmd(), a.checkCmd(), a.vppCmd(), completionCmd())
+	root.AddCommand(a.podsCmd(), a.podCmd(), a.networksCmd(), a.ipamCmd(), a.gcCmd(), a.statusCmd(), a.checkCmd(), a.vppCmd(), completionCmd())
 	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "help" {

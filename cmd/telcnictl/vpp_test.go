@@ -94,4 +94,23 @@ func TestVPPPodView(t *testing.T) {
 		t.Errorf("networks:\n%s", out)
 	}
 	golden(t, "check-vpp", n.mustCtl(t, "check", "ran/cnf-0"))
+
+	// The audit finds the memif in VPP; a trace of it (no traffic here:
+	// vppagent's TestVPPTracePodInterface pings) names VPP's interface and
+	// ends at its wait; "vpp trace add ..." still reaches VPP's CLI.
+	if out, errs, _ := n.ctl(t, "ipam", "--audit"); !regexp.MustCompile(`ran/cnf-0 +cid-cnf-0/eth0 +mif0 +fast +memif +10.61.0.[0-9]+ +LIVE`).MatchString(out) {
+		t.Errorf("ipam --audit:\n%s%s", out, errs)
+	}
+	out = n.mustCtl(t, "vpp", "trace", "ran/cnf-0", "mif0", "-n", "1", "--duration", "500ms")
+	if !regexp.MustCompile(`Trace of ran/cnf-0 mif0: VPP memif[0-9]+/0 \(sw_if_index [1-9][0-9]*, tag telcni:cid-cnf-0:mif0\), node memif-input\n0 of the 1 packets asked for arrived`).MatchString(out) {
+		t.Errorf("vpp trace:\n%s", out)
+	}
+	if _, errs, st := n.ctl(t, "vpp", "trace", "ran/cnf-0", "nosuch"); st != 1 || !strings.Contains(errs, "pod ran/cnf-0 has no interface nosuch (it has mif0)") {
+		t.Errorf("vpp trace of an unknown interface: %d %s", st, errs)
+	}
+	n.mustCtl(t, "vpp", "trace", "add", "memif-input", "1")
+	if out := n.mustCtl(t, "vpp", "show", "trace"); strings.Contains(out, "unknown") {
+		t.Errorf("vpp trace add passthrough:\n%s", out)
+	}
+	n.mustCtl(t, "vpp", "clear", "trace")
 }
