@@ -173,6 +173,21 @@ func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove firewall of %s in %s: %w", rec.IfName, rec.Netns, err)
 	}
+	// The pod's last firewalled interface takes the table (and its base
+	// chains) with it: nothing of telcni's stays in a pod's netns.
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list firewall chains in %s: %w", rec.Netns, err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == fwTable && ch.Name != fwInput && ch.Name != fwOutput {
+			return nil // another interface's chains remain
+		}
+	}
+	c.DelTable(table)
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove firewall table in %s: %w", rec.Netns, err)
+	}
 	return nil
 }
 

@@ -71,6 +71,10 @@ func TestFirewallRulesFilterPodTraffic(t *testing.T) {
 			t.Errorf("chain %s left after detach", ch.Name)
 		}
 	}
+	// The pod's only firewalled interface is gone: so is telcni's table.
+	if tables, _ := c.ListTables(); len(tables) != 0 {
+		t.Errorf("nftables tables left after the last detach: %d (%s)", len(tables), tables[0].Name)
+	}
 }
 
 func nftablesWorks(t *testing.T, ns string) bool {

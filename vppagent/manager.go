@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/interface_types"
@@ -36,6 +37,9 @@ type Manager struct {
 	// records: before that, every telcni object in VPP would look unowned,
 	// so reconcile waits for it.
 	retained bool
+	// missedDel: a DEL left VPP objects for a reconcile (collectMissedDels).
+	missedDel  atomic.Bool
+	missedKick chan struct{}
 }
 
 // NewManager returns a Manager; call Run to connect.
@@ -47,7 +51,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	m := &Manager{runDir: cfg.RunDir, log: lg.With("component", "vppagent")}
+	m := &Manager{missedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent")}
 	cc := cfg.Conn
 	cc.Logger = lg
 	cc.OnConnect = func(ctx context.Context, c api.Connection) error {
@@ -61,8 +65,65 @@ func NewManager(cfg Config) (*Manager, error) {
 func (m *Manager) Conn() *Conn { return m.conn }
 
 // Run keeps the VPP connection until ctx is done; every (re)connect
-// reconciles VPP with the records.
-func (m *Manager) Run(ctx context.Context) { m.conn.Run(ctx) }
+// reconciles VPP with the records, and so does the first readiness after
+// a DEL that could not reach VPP (see Del).
+func (m *Manager) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { defer close(done); m.collectMissedDels(ctx) }() // owned: ends with ctx
+	m.conn.Run(ctx)
+	<-done
+}
+
+// collectMissedDels reconciles once VPP is ready again after a DEL found
+// it unavailable. The reconnect's own reconcile may have run before that
+// DEL dropped its record (the connection is published after it), and
+// nothing else would remove the interface.
+func (m *Manager) collectMissedDels(ctx context.Context) {
+	for {
+		changed := m.conn.Changed()
+		if m.missedDel.Load() && m.conn.Ready() == nil {
+			m.missedDel.Store(false)
+			if err := m.Reconcile(ctx); err != nil {
+				m.log.Warn("reconcile after DELs VPP missed", "err", err)
+				m.missedDel.Store(true)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-m.missedKick:
+		}
+	}
+}
+
+// bound returns ctx limited to the life of the connection current now:
+// when it is lost, an operation stops at once instead of waiting out its
+// caller's deadline on a dead socket while holding the Manager's lock,
+// which the reconnect's reconcile needs (a VPP restart kept memif ADDs,
+// and VPP's return, waiting 60 s).
+func (m *Manager) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	changed := m.conn.Changed()
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() { // owned: ends with ctx, which the caller cancels
+		select {
+		case <-changed:
+			cancel(&UnavailableError{Socket: m.conn.Socket(), Err: errors.New("connection lost during the call")})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// lost turns an error of an operation whose connection went away into an
+// UnavailableError (CNI code 11: the runtime retries).
+func lost(ctx context.Context, err error) error {
+	var ue *UnavailableError
+	if err != nil && errors.As(context.Cause(ctx), &ue) {
+		return ue
+	}
+	return err
+}
 
 // Ready is nil when VPP networks can be served (CNI STATUS, readiness).
 func (m *Manager) Ready() error { return m.conn.Ready() }
@@ -80,6 +141,8 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	if spec.Network.Kind == KindMemif && spec.Network.Memif.Socket != SocketFile && spec.Netns == "" {
 		return nil, errors.New("vppagent: an abstract memif socket needs the pod's netns path")
 	}
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
 	c, err := m.conn.API()
 	if err != nil {
 		return nil, err
@@ -89,7 +152,11 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := &vpp{conn: c}
+	rec, err := m.add(ctx, &vpp{conn: c}, spec)
+	return rec, lost(ctx, err)
+}
+
+func (m *Manager) add(ctx context.Context, v *vpp, spec PodInterface) (*Record, error) {
 	st, err := m.observe(ctx, v)
 	if err != nil {
 		return nil, err
@@ -159,18 +226,35 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 		return nil
 	}
 	m.recs.delete(key)
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
 	c, err := m.conn.API()
 	if err != nil {
-		m.log.Warn("VPP unavailable at DEL; its objects go at reconcile", "tag", rec.Spec.Tag(), "err", err)
+		m.log.Warn("VPP unavailable at DEL; its objects go at the next reconcile", "tag", rec.Spec.Tag(), "err", err)
+		m.missDel()
 		return nil
 	}
 	v := &vpp{conn: c}
 	if err := m.deletePod(ctx, v, rec); err != nil {
+		if ctx.Err() != nil { // the connection went away: the record goes, reconcile cleans
+			m.log.Warn("VPP lost during DEL; its objects go at the next reconcile", "tag", rec.Spec.Tag(), "err", err)
+			m.missDel()
+			return nil
+		}
 		m.recs.put(rec) // still there: a retried DEL tries again
 		return err
 	}
 	m.gcNetworkIfUnused(ctx, v, &rec.Spec.Network, m.recs.list())
 	return nil
+}
+
+// missDel notes a DEL whose VPP objects are left for a reconcile.
+func (m *Manager) missDel() {
+	m.missedDel.Store(true)
+	select {
+	case m.missedKick <- struct{}{}:
+	default:
+	}
 }
 
 // CLI runs a VPP debug CLI command (telcnictl's passthrough).

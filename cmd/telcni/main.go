@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -55,7 +54,7 @@ func forward(command string, args *skel.CmdArgs) error {
 			code = 50 // the spec's "plugin not available"
 		}
 		if errors.Is(err, cni.ErrUnreachable) {
-			return types.NewError(code, fmt.Sprintf("telcni agent unreachable at %s", socket), err.Error())
+			return types.NewError(code, err.Error(), "") // it names the socket and the cause
 		}
 		return types.NewError(code, "telcni agent call failed", err.Error())
 	}
