@@ -82,7 +82,11 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 	if err != nil {
 		return nil, err
 	}
-	iface, err := ConfigureLink(h, link, req)
+	err = SetARPStrict(target, link)
+	var iface *attach.Interface
+	if err == nil {
+		iface, err = ConfigureLink(h, link, req)
+	}
 	if err == nil {
 		err = ApplyFirewall(target, req)
 	}

@@ -332,6 +332,9 @@ func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac 
 	// asked to change it (a PF may refuse a VF's own MAC change).
 	creq := *req
 	creq.MAC = ""
+	if err := kernelpath.SetARPStrict(target, link); err != nil {
+		return nil, err
+	}
 	iface, err := kernelpath.ConfigureLink(h, link, &creq)
 	if err != nil {
 		return nil, err
