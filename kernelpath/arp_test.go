@@ -76,3 +76,46 @@ func TestNoARPFluxWithTwoInterfacesOnOneSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An ADD interrupted after the link was made but before it got the pod's
+// interface name leaves it under its temporary name; DEL (or the recovery
+// of the pending record) removes it all the same.
+func TestDetachFindsALinkLeftUnderItsTemporaryName(t *testing.T) {
+	node, pod := netnstest.New(t), netnstest.New(t)
+	netnstest.Uplink(t, node, "up0")
+	p := newPath(t, node)
+	n := mustNet(t, `{"name":"one","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.51.0.0/24"}]}}`)
+	r := &attach.Request{ContainerID: "cid-interrupted", Netns: pod, IfName: "a0", Network: n}
+	target, h, done, err := podNetns(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if _, err := p.create(r, target, h); err != nil { // the ADD stops here
+		t.Fatal(err)
+	}
+	if l := links(t, pod); len(l) != 1 || l[0] != tempName("cid-interrupted", "a0") {
+		t.Fatalf("links %v, want only the temporary one", l)
+	}
+	if err := p.Detach(context.Background(), &attach.Record{Request: *r}); err != nil {
+		t.Fatal(err)
+	}
+	if l := links(t, pod); len(l) != 0 {
+		t.Errorf("left after Detach: %v", l)
+	}
+}
+
+func links(t *testing.T, ns string) []string {
+	t.Helper()
+	ls, err := netnstest.Handle(t, ns).LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		if l.Attrs().Name != "lo" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}

@@ -21,11 +21,15 @@ const rulePriority = 1000
 // MAC, addresses, up, routes. Paths that move an existing device into the
 // pod (sriov) use it too.
 func ConfigureLink(h *netlink.Handle, link netlink.Link, req *attach.Request) (*attach.Interface, error) {
+	// The alias first: an agent killed between the two steps leaves a link
+	// that is either still under its temporary name (telcni's by
+	// construction) or already marked as telcni's, never an unmarked link
+	// under the pod's interface name that DEL would have to leave alone.
+	if err := h.LinkSetAlias(link, Alias(req.ContainerID, req.IfName)); err != nil {
+		return nil, fmt.Errorf("set alias on %s: %w", link.Attrs().Name, err)
+	}
 	if err := h.LinkSetName(link, req.IfName); err != nil {
 		return nil, fmt.Errorf("rename %s to %s: %w", link.Attrs().Name, req.IfName, err)
-	}
-	if err := h.LinkSetAlias(link, Alias(req.ContainerID, req.IfName)); err != nil {
-		return nil, fmt.Errorf("set alias on %s: %w", req.IfName, err)
 	}
 	if req.MAC != "" {
 		hw, err := net.ParseMAC(req.MAC)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -72,15 +71,14 @@ func (p *Path) detachNetns(path string, recs []*attach.Record) error {
 		if err := RemoveFirewall(target, rec); err != nil {
 			errs = append(errs, err)
 		}
-		link, err := h.LinkByName(rec.IfName)
-		var nf netlink.LinkNotFoundError
+		link, err := podLink(h, rec)
 		switch {
-		case errors.As(err, &nf):
-			continue
 		case err != nil:
-			errs = append(errs, fmt.Errorf("find %s in %s: %w", rec.IfName, path, err))
+			errs = append(errs, err)
 			continue
-		case link.Attrs().Alias != Alias(rec.ContainerID, rec.IfName):
+		case link == nil:
+			continue
+		case link.Attrs().Alias != Alias(rec.ContainerID, rec.IfName) && link.Attrs().Name != tempName(rec.ContainerID, rec.IfName):
 			p.log.Warn("detach: link is not telcni's, left in place", "netns", path, "ifname", rec.IfName, "alias", link.Attrs().Alias)
 			continue
 		}

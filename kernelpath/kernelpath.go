@@ -118,15 +118,11 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 	if err := RemoveFirewall(target, rec); err != nil {
 		return err
 	}
-	link, err := h.LinkByName(rec.IfName)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return fmt.Errorf("find %s in %s: %w", rec.IfName, rec.Netns, err)
+	link, err := podLink(h, rec)
+	if err != nil || link == nil {
+		return err
 	}
-	if link.Attrs().Alias != Alias(rec.ContainerID, rec.IfName) {
+	if link.Attrs().Alias != Alias(rec.ContainerID, rec.IfName) && link.Attrs().Name != tempName(rec.ContainerID, rec.IfName) {
 		// Not ours (renamed, or another plugin's): never delete it.
 		p.log.Warn("detach: link is not telcni's, left in place", "netns", rec.Netns, "ifname", rec.IfName, "alias", link.Attrs().Alias)
 		return nil
@@ -160,6 +156,23 @@ func (p *Path) create(req *attach.Request, target netns.NsHandle, h *netlink.Han
 }
 
 var errNetnsGone = errors.New("netns is gone")
+
+// podLink finds the record's link in the pod's netns: under the pod's
+// interface name, or still under its temporary name (an ADD interrupted
+// before the rename); nil when neither exists.
+func podLink(h *netlink.Handle, rec *attach.Record) (netlink.Link, error) {
+	var nf netlink.LinkNotFoundError
+	for _, name := range []string{rec.IfName, tempName(rec.ContainerID, rec.IfName)} {
+		link, err := h.LinkByName(name)
+		if err == nil {
+			return link, nil
+		}
+		if !errors.As(err, &nf) {
+			return nil, fmt.Errorf("find %s in %s: %w", name, rec.Netns, err)
+		}
+	}
+	return nil, nil
+}
 
 // podNetns opens the pod's netns and a netlink handle in it; done closes
 // both.
