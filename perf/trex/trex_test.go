@@ -1,0 +1,179 @@
+package trex
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/telcni/telcni/perf/search"
+)
+
+func TestUDPFrame(t *testing.T) {
+	b := UDPFrame(UDPFrameSpec{Size: 64})
+	if len(b) != 60 {
+		t.Fatalf("len %d, want 60 (64 minus FCS)", len(b))
+	}
+	if ipChecksum(b[14:34]) != 0 {
+		t.Errorf("IPv4 header checksum does not verify")
+	}
+	if got := binary.BigEndian.Uint16(b[16:]); got != 46 {
+		t.Errorf("IPv4 total length %d, want 46", got)
+	}
+	if got := binary.BigEndian.Uint16(b[38:]); got != 26 {
+		t.Errorf("UDP length %d, want 26", got)
+	}
+}
+
+// TestTRexLoop: handshake, both ports acquired, 64-byte UDP at 10 kpps
+// for 1 s from port 0; TRex counts them sent on port 0 and received on
+// port 1 after the Go memif forwarder.
+func TestTRexLoop(t *testing.T) {
+	s := StartServer(t)
+	c := s.Client
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Version.Version == "" || c.APIHandle() == "" {
+		t.Fatalf("version %+v api_h %q", c.Version, c.APIHandle())
+	}
+	t.Logf("version %+v api_h %s", c.Version, c.APIHandle())
+
+	// A TRex error carries TRex's message.
+	var te *Error
+	err := c.Call(ctx, "start_traffic", map[string]any{"port_id": 0, "handler": "bogus",
+		"mul": map[string]any{"type": "pps", "op": "abs", "value": 1000}, "duration": 1.0, "force": true}, nil)
+	if !errors.As(err, &te) {
+		t.Fatalf("start_traffic on a port not acquired: %v, want *trex.Error", err)
+	}
+	t.Logf("start_traffic before acquire: %v", err)
+	err = c.Call(ctx, "no_such_method", nil, nil)
+	if !errors.As(err, &te) {
+		t.Fatalf("unknown method: %v, want *trex.Error", err)
+	}
+	t.Logf("unknown method: %v", err)
+
+	for p := 0; p < 2; p++ {
+		if err := c.Acquire(ctx, p, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Reset(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SetL2(ctx, 0, "02:00:00:00:00:02"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetL2(ctx, 1, "02:00:00:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddStream(ctx, 0, 1, UDPFrame(UDPFrameSpec{Size: 64}), 1); err != nil {
+		t.Fatal(err)
+	}
+	err = c.AddStream(ctx, 0, 1, UDPFrame(UDPFrameSpec{Size: 64}), 1)
+	if !errors.As(err, &te) {
+		t.Fatalf("duplicate stream: %v, want *trex.Error", err)
+	}
+	t.Logf("duplicate stream: %v", err)
+
+	before := [2]PortStats{}
+	for p := range before {
+		if before[p], err = c.PortStats(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	if err := c.StartTraffic(ctx, 0, 10_000, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the port to go back to idle, then for the counters to settle.
+	for {
+		st, err := c.PortStatus(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != "TX" {
+			break
+		}
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("port 0 still transmitting after %v", time.Since(t0))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var d [2]PortStats
+	for i := 0; i < 20; i++ {
+		time.Sleep(100 * time.Millisecond)
+		prev := d
+		for p := range d {
+			now, err := c.PortStats(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d[p] = now.Sub(before[p])
+		}
+		if i > 0 && d == prev {
+			break
+		}
+	}
+	g, err := c.GlobalStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("port 0 sent %d (%d B), port 1 received %d (%d B); forwarder 0->1 %d, 1->0 %d; global tx %d rx %d cpu %.1f%%",
+		d[0].OPackets, d[0].OBytes, d[1].IPackets, d[1].IBytes, s.Forwarded[0].Load(), s.Forwarded[1].Load(), g.TotalTxPkt, g.TotalRxPkt, g.CPUUtil)
+	if d[0].OPackets < 9_000 || d[0].OPackets > 11_000 {
+		t.Errorf("port 0 sent %d packets, want about 10000", d[0].OPackets)
+	}
+	if d[1].IPackets != d[0].OPackets {
+		t.Errorf("port 1 received %d of %d", d[1].IPackets, d[0].OPackets)
+	}
+	for p := 0; p < 2; p++ {
+		if err := c.Reset(ctx, p); err != nil {
+			t.Error(err)
+		}
+		if err := c.Release(ctx, p); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestTRexSearch: a short NDR/PDR search through TRex and the Go memif
+// forwarder (the forwarder, not TRex, is the device under test here).
+func TestTRexSearch(t *testing.T) {
+	if os.Getenv("TELCNI_TREX_SEARCH") != "1" {
+		t.Skip("about 40 s; set TELCNI_TREX_SEARCH=1")
+	}
+	s := StartServer(t)
+	c := s.Client
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for p := 0; p < 2; p++ {
+		if err := c.Acquire(ctx, p, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Reset(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.AddStream(ctx, 0, 1, UDPFrame(UDPFrameSpec{Size: 64}), 1); err != nil {
+		t.Fatal(err)
+	}
+	r, err := search.Run(ctx, Trialer{C: c, Tx: 0, Rx: 1}, search.Config{
+		MinRate: 1000, MaxRate: 2_000_000, Precision: 0.05,
+		InitialDuration: 500 * time.Millisecond, FinalDuration: 2 * time.Second, Phases: 1,
+		Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("TRex -> Go memif forwarder -> TRex, 64 B: NDR %.0f pps, PDR %.0f pps (%d trials, %v of traffic)",
+		r.NDR.Lower, r.PDR.Lower, len(r.Trials), r.TrialTime)
+	if r.NDR.Lower < 1000 {
+		t.Errorf("NDR %.0f pps: the forwarder should pass at least 1000 pps", r.NDR.Lower)
+	}
+}
