@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/telcni/telcni/delegate"
 	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/internal/testbin"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
@@ -29,22 +29,12 @@ var binDir string
 
 // The reference plugins the networks delegate to, built for the test.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "telcni-delegate-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, p := range []string{"main/bridge", "main/macvlan", "ipam/host-local", "ipam/static"} {
-		if out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/containernetworking/plugins/plugins/"+p).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", p, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, map[string]string{
+		testbin.Plugins + "main/bridge":     "bridge",
+		testbin.Plugins + "main/macvlan":    "macvlan",
+		testbin.Plugins + "ipam/host-local": "host-local",
+		testbin.Plugins + "ipam/static":     "static",
+	})
 }
 
 type node struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/internal/testbin"
 	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
@@ -27,29 +28,13 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "telcni-e2e-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	// The plugin under test, and the reference tuning plugin to chain after it.
-	for pkg, name := range map[string]string{
-		"github.com/telcni/telcni/cmd/telcni":                        "telcni",
-		"github.com/telcni/telcni/cmd/telcni-agent":                  "telcni-agent",
-		"github.com/telcni/telcni/cmd/telcnictl":                     "telcnictl",
-		"github.com/containernetworking/plugins/plugins/meta/tuning": "tuning",
-	} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, map[string]string{
+		"github.com/telcni/telcni/cmd/telcni":       "telcni",
+		"github.com/telcni/telcni/cmd/telcni-agent": "telcni-agent",
+		"github.com/telcni/telcni/cmd/telcnictl":    "telcnictl",
+		testbin.Plugins + "meta/tuning":             "tuning",
+	})
 }
 
 type node struct {

@@ -25,6 +25,7 @@ import (
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/internal/kubetest"
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/internal/testbin"
 )
 
 // cniVersion of the node's conflist: containerd 1.6 (libcni 1.1) knows no
@@ -36,28 +37,12 @@ const cniVersion = "1.0.0"
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "telcni-kubelet-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for pkg, name := range map[string]string{
-		"github.com/telcni/telcni/cmd/telcni":                          "telcni",
-		"github.com/telcni/telcni/cmd/telcni-agent":                    "telcni-agent",
-		"github.com/telcni/telcni/cmd/telcnictl":                       "telcnictl",
-		"github.com/containernetworking/plugins/plugins/main/loopback": "loopback",
-	} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, map[string]string{
+		"github.com/telcni/telcni/cmd/telcni":       "telcni",
+		"github.com/telcni/telcni/cmd/telcni-agent": "telcni-agent",
+		"github.com/telcni/telcni/cmd/telcnictl":    "telcnictl",
+		testbin.Plugins + "main/loopback":           "loopback",
+	})
 }
 
 // parts are the binaries a node needs.

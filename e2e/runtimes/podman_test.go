@@ -28,29 +28,17 @@ import (
 	"time"
 
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/internal/testbin"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "telcni-runtimes-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, name := range []string{"telcni", "telcni-agent", "telcnictl"} {
-		pkg := "github.com/telcni/telcni/cmd/" + name
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, map[string]string{
+		"github.com/telcni/telcni/cmd/telcni":       "telcni",
+		"github.com/telcni/telcni/cmd/telcni-agent": "telcni-agent",
+		"github.com/telcni/telcni/cmd/telcnictl":    "telcnictl",
+	})
 }
 
 // requireRuntime returns the rootfs, or skips (fails with
