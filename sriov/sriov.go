@@ -448,9 +448,16 @@ func (p *Path) returnNetdev(rec *attach.Record, pci, hostName string) error {
 		return fmt.Errorf("set VF %s netdev %s down: %w", pci, link.Attrs().Name, err)
 	}
 	if hostName != "" && link.Attrs().Name != hostName {
-		// Kernel names (eth%d) of netdevs moved away get reused: when
-		// another netdev took the name, the VF keeps its neutral one.
-		if err := p.host.LinkSetName(link, hostName); errors.Is(err, unix.EEXIST) {
+		// Kernel names (eth%d) of netdevs moved away get reused: a VF
+		// bound to its driver by a concurrent ADD holds the name for the
+		// few ms before that ADD renames it, so the name is retried for a
+		// moment; when another netdev keeps it, the VF keeps a neutral one.
+		err := p.host.LinkSetName(link, hostName)
+		for deadline := time.Now().Add(2 * time.Second); errors.Is(err, unix.EEXIST) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			err = p.host.LinkSetName(link, hostName)
+		}
+		if errors.Is(err, unix.EEXIST) {
 			p.log.Info("detach: VF's host name is taken, keeping a neutral one", "pci", pci, "name", link.Attrs().Name, "hostName", hostName)
 		} else if err != nil {
 			return fmt.Errorf("rename VF %s netdev %s back to %s: %w", pci, link.Attrs().Name, hostName, err)
