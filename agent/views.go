@@ -267,16 +267,11 @@ func vfView(s map[string]string) *VFView {
 // describeLink reads the interface's link, addresses, routes (every table)
 // and policy rules in the pod's netns.
 func describeLink(r *attach.Record) (*LinkView, error) {
-	target, err := netns.GetFromPath(r.Netns)
+	_, h, done, err := kernelpath.PodNetns(r.Netns)
 	if err != nil {
-		return nil, fmt.Errorf("open netns %s: %w", r.Netns, err)
+		return nil, err
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", r.Netns, err)
-	}
-	defer h.Close()
+	defer done()
 	link, err := h.LinkByName(r.IfName)
 	if err != nil {
 		return nil, fmt.Errorf("%s in %s: link not found: %w", r.IfName, r.Netns, err)

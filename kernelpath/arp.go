@@ -26,13 +26,7 @@ const (
 // SetARPStrict sets arp_ignore=1 and arp_announce=2 on link, in the netns
 // target.
 func SetARPStrict(target netns.NsHandle, link netlink.Link) error {
-	sock, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer sock.Close()
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(link.Attrs().Index)
 	req.AddData(msg)
@@ -42,7 +36,7 @@ func SetARPStrict(target netns.NsHandle, link netlink.Link) error {
 	conf.AddRtAttr(devconfARPIgnore, nl.Uint32Attr(1))
 	conf.AddRtAttr(devconfARPAnnounce, nl.Uint32Attr(2))
 	req.AddData(spec)
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+	if err := execAt(target, req); err != nil {
 		return fmt.Errorf("arp_ignore/arp_announce on %s: %w", link.Attrs().Name, err)
 	}
 	return nil

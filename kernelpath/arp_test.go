@@ -86,7 +86,7 @@ func TestDetachFindsALinkLeftUnderItsTemporaryName(t *testing.T) {
 	p := newPath(t, node)
 	n := mustNet(t, `{"name":"one","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.51.0.0/24"}]}}`)
 	r := &attach.Request{ContainerID: "cid-interrupted", Netns: pod, IfName: "a0", Network: n}
-	target, h, done, err := podNetns(pod)
+	target, h, done, err := PodNetns(pod)
 	if err != nil {
 		t.Fatal(err)
 	}

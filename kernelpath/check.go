@@ -15,7 +15,7 @@ import (
 // Check verifies that the interface of a record still exists, is telcni's,
 // and has the recorded MAC, addresses and routes.
 func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
-	target, h, done, err := podNetns(rec.Netns)
+	target, h, done, err := PodNetns(rec.Netns)
 	if err != nil {
 		return attach.WithCode(attach.CodeCheckFailed, err)
 	}

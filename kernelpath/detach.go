@@ -42,18 +42,18 @@ func (p *Path) DetachAll(ctx context.Context, recs []*attach.Record) error {
 	}
 	var errs []error
 	for _, ns := range order {
-		if err := p.detachNetns(ns, byNetns[ns]); err != nil {
+		if err := p.detachNetns(ctx, ns, byNetns[ns]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (p *Path) detachNetns(path string, recs []*attach.Record) error {
+func (p *Path) detachNetns(ctx context.Context, path string, recs []*attach.Record) error {
 	if len(recs) == 1 {
-		return p.Detach(context.Background(), recs[0])
+		return p.Detach(ctx, recs[0])
 	}
-	target, h, done, err := podNetns(path)
+	target, h, done, err := PodNetns(path)
 	if errors.Is(err, errNetnsGone) {
 		return nil
 	}
@@ -102,14 +102,20 @@ func (p *Path) detachNetns(path string, recs []*attach.Record) error {
 // deleteGroup removes every link of group in the netns target with one
 // RTM_DELLINK (ifindex 0, IFLA_GROUP), as `ip link delete group N` does.
 func deleteGroup(target netns.NsHandle, group uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+	return execAt(target, req)
+}
+
+// execAt sends req, a route-netlink request vishvananda/netlink has no call
+// for, in the netns target and waits for its acknowledgement.
+func execAt(target netns.NsHandle, req *nl.NetlinkRequest) error {
 	sock, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
 	defer sock.Close()
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
 	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
 	return err

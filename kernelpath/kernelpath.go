@@ -69,7 +69,7 @@ func Alias(containerID, ifName string) string {
 // Attach creates the interface in the pod's netns and configures it; on
 // failure it removes what it created.
 func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interface, error) {
-	target, h, done, err := podNetns(req.Netns)
+	target, h, done, err := PodNetns(req.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 // Detach deletes the pod interface. A netns that is gone took the link
 // with it, so there is nothing left to do.
 func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
-	target, h, done, err := podNetns(rec.Netns)
+	target, h, done, err := PodNetns(rec.Netns)
 	if errors.Is(err, errNetnsGone) {
 		return nil
 	}
@@ -174,9 +174,9 @@ func podLink(h *netlink.Handle, rec *attach.Record) (netlink.Link, error) {
 	return nil, nil
 }
 
-// podNetns opens the pod's netns and a netlink handle in it; done closes
+// PodNetns opens the pod's netns and a netlink handle in it; done closes
 // both.
-func podNetns(path string) (target netns.NsHandle, h *netlink.Handle, done func(), err error) {
+func PodNetns(path string) (target netns.NsHandle, h *netlink.Handle, done func(), err error) {
 	target, err = openNetns(path)
 	if err != nil {
 		return target, nil, nil, err

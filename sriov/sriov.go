@@ -281,16 +281,11 @@ func (p *Path) attachDPDK(req *attach.Request, pf *PF, vf VF, mac net.HardwareAd
 // kernel driver again (drivers such as igbvf read the MAC only when they
 // probe), and moves the fresh netdev into the pod.
 func (p *Path) attachKernel(req *attach.Request, pf *PF, vf VF, drv string, mac net.HardwareAddr, state map[string]string) (*attach.Interface, error) {
-	target, err := netns.GetFromPath(req.Netns)
+	target, h, done, err := kernelpath.PodNetns(req.Netns)
 	if err != nil {
-		return nil, fmt.Errorf("open netns %s: %w", req.Netns, err)
+		return nil, err
 	}
-	defer target.Close()
-	h, err := netlink.NewHandleAt(target)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", req.Netns, err)
-	}
-	defer h.Close()
+	defer done()
 	if _, err := h.LinkByName(req.IfName); err == nil {
 		return nil, attach.Errorf(attach.CodeInvalidConfig, "interface %s already exists in netns %s", req.IfName, req.Netns)
 	}

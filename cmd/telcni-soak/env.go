@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/google/nftables"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/vppagent"
+	"github.com/telcni/telcni/vppagent/vpptest"
 )
 
 // Stand-in NICs of the node netns: veth pairs, both ends in the node.
@@ -420,52 +420,11 @@ func freeLoopbackPort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// vppConf is a private VPP's startup.conf, as vppagent/vpptest writes it:
-// its own runtime dir and sockets, no DPDK, no hugepages.
-const vppConf = `unix {
-  nodaemon
-  cli-listen {{.Dir}}/cli.sock
-  runtime-dir {{.Dir}}
-  log {{.Dir}}/vpp.log
-  coredump-size 0
-  poll-sleep-usec 100
-}
-api-segment { prefix {{.Prefix}} }
-socksvr { socket-name {{.Dir}}/api.sock }
-statseg {
-  socket-name {{.Dir}}/stats.sock
-  size 32m
-  page-size 4k
-}
-memory {
-  main-heap-size 512M
-  main-heap-page-size 4k
-}
-buffers {
-  buffers-per-numa 16384
-  page-size 4k
-}
-plugins {
-  plugin default { disable }
-  plugin memif_plugin.so { enable }
-  plugin vhost_plugin.so { enable }
-  plugin af_packet_plugin.so { enable }
-  plugin acl_plugin.so { enable }
-  plugin ping_plugin.so { enable }
-}
-`
-
+// writeVPPConf writes a private VPP's startup.conf into dir, as the VPP
+// tests do (vpptest.WriteConf).
 func writeVPPConf(dir string) (string, error) {
 	path := filepath.Join(dir, "startup.conf")
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	err = template.Must(template.New("c").Parse(vppConf)).Execute(f, map[string]any{
-		"Dir": dir, "Prefix": fmt.Sprintf("tcsoak%d", os.Getpid()),
-	})
-	return path, err
+	return path, vpptest.WriteConf(path, dir, fmt.Sprintf("tcsoak%d", os.Getpid()), vpptest.Options{})
 }
 
 // findVPP runs scripts/vpp/find.sh from the checkout.

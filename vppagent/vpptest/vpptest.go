@@ -126,16 +126,7 @@ func Start(t testing.TB, o Options) *VPP {
 	}
 	v := &VPP{Dir: dir, APISocket: filepath.Join(dir, "api.sock"), StatsSocket: filepath.Join(dir, "stats.sock"),
 		CLISocket: filepath.Join(dir, "cli.sock"), Conf: filepath.Join(dir, "startup.conf"), bin: bin, t: t}
-	f, err := os.Create(v.Conf)
-	if err != nil {
-		t.Fatalf("write startup.conf: %v", err)
-	}
-	err = template.Must(template.New("c").Parse(confTmpl)).Execute(f, map[string]any{
-		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers, "Plugins": plugins(o.Without),
-		"Prefix": fmt.Sprintf("tvpp%d-%d", os.Getpid(), seq.Add(1)),
-	})
-	f.Close()
-	if err != nil {
+	if err := WriteConf(v.Conf, dir, fmt.Sprintf("tvpp%d-%d", os.Getpid(), seq.Add(1)), o); err != nil {
 		t.Fatalf("write startup.conf: %v", err)
 	}
 	t.Cleanup(func() {
@@ -149,6 +140,24 @@ func Start(t testing.TB, o Options) *VPP {
 	})
 	v.Restart()
 	return v
+}
+
+// WriteConf writes to path the startup.conf of a private VPP whose
+// runtime dir (sockets, log) is dir and whose shared-memory prefix is
+// prefix: no DPDK, 4 KiB pages (also for the soak, which runs one outside
+// tests).
+func WriteConf(path, dir, prefix string, o Options) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = template.Must(template.New("c").Parse(confTmpl)).Execute(f, map[string]any{
+		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers, "Plugins": plugins(o.Without), "Prefix": prefix,
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func plugins(without []string) []string {
