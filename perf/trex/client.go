@@ -363,15 +363,16 @@ func (c *Client) SetService(ctx context.Context, port int, on bool) error {
 }
 
 // AddStream adds a continuous stream sending frame at pps packets per
-// second (before the start_traffic multiplier). The frame is sent as is;
-// TRex pads frames shorter than 60 bytes and appends the 4-byte FCS on the
+// second (before the start_traffic multiplier). The frame is sent as is,
+// its MACs included (flags: source and destination MAC from the packet,
+// not from the port's configuration); TRex pads frames shorter than 60 bytes and appends the 4-byte FCS on the
 // wire accounting only.
 func (c *Client) AddStream(ctx context.Context, port int, streamID uint32, frame []byte, pps float64) error {
 	stream := map[string]any{
 		"enabled":        true,
 		"self_start":     true,
 		"isg":            0.0,
-		"flags":          0,
+		"flags":          3, // MACs from the packet (mac_src_override_by_pkt, dst mode PKT)
 		"action_count":   0,
 		"next_stream_id": -1,
 		"mode": map[string]any{

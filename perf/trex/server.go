@@ -83,6 +83,26 @@ func (l *lockedBuf) Write(p []byte) (int, error) {
 // root.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	return StartServerWith(t, ServerOptions{})
+}
+
+// ServerOptions shape a test TRex server.
+type ServerOptions struct {
+	// Peers, when set, makes TRex's two ports memif clients of these
+	// memif servers (socket files, e.g. the sockets VPP serves for two
+	// pods) instead of servers looped through a Go forwarder.
+	Peers *[2]MemifPeer
+}
+
+// MemifPeer is a memif server TRex connects to as a client.
+type MemifPeer struct {
+	Socket string // a socket file
+	ID     uint32
+}
+
+// StartServerWith is StartServer with options.
+func StartServerWith(t testing.TB, o ServerOptions) *Server {
+	t.Helper()
 	dir := Dir()
 	if dir == "" {
 		msg := "TRex not unpacked into .cache/trex (run `make deps-trex`, or set TREX_DIR to a directory with _t-rex-64)"
@@ -107,9 +127,16 @@ func StartServer(t testing.TB) *Server {
 	t.Cleanup(func() { os.RemoveAll(priv) })
 	rpcPort, pubPort := freePort(t), freePort(t)
 	sock := [2]string{filepath.Join(priv, "m0.sock"), filepath.Join(priv, "m1.sock")}
+	role, ids := "server", [2]uint32{}
+	if o.Peers != nil {
+		role = "client"
+		for i, p := range o.Peers {
+			sock[i], ids[i] = p.Socket, p.ID
+		}
+	}
 	cfg := fmt.Sprintf(`- version: 2
-  interfaces: ['--vdev=net_memif0,role=server,id=0,socket=%s,socket-abstract=no',
-               '--vdev=net_memif1,role=server,id=0,socket=%s,socket-abstract=no']
+  interfaces: ['--vdev=net_memif0,role=%s,id=%d,socket=%s,socket-abstract=no',
+               '--vdev=net_memif1,role=%s,id=%d,socket=%s,socket-abstract=no']
   prefix: %s
   zmq_rpc_port: %d
   zmq_pub_port: %d
@@ -120,7 +147,7 @@ func StartServer(t testing.TB) *Server {
       src_mac:  02:00:00:00:00:02
   low_end: true
   low_end_core: 0
-`, sock[0], sock[1], filepath.Base(priv), rpcPort, pubPort)
+`, role, ids[0], sock[0], role, ids[1], sock[1], filepath.Base(priv), rpcPort, pubPort)
 	cfgPath := filepath.Join(priv, "trex_cfg.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -164,8 +191,37 @@ func StartServer(t testing.TB) *Server {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// The memif peers first: TRex's ports are servers; connect as soon
-	// as the sockets exist.
+	if o.Peers == nil {
+		s.startForwarder(ctx, t, sock, exited, fail)
+	}
+
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-exited:
+			ccancel()
+		case <-cctx.Done():
+		}
+	}()
+	c, err := Connect(cctx, s.Addr)
+	ccancel()
+	if err != nil {
+		fail("connecting to TRex at %s: %v", s.Addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s.Client = c
+	peers := "Go forwarder"
+	if o.Peers != nil {
+		peers = fmt.Sprintf("memif servers %s, %s", sock[0], sock[1])
+	}
+	t.Logf("TRex %s up at %s in %v (memif peers: %s)", c.Version.Version, s.Addr, time.Since(start).Round(time.Millisecond), peers)
+	return s
+}
+
+// startForwarder connects two Go memif clients to TRex's server ports as
+// soon as the sockets exist and forwards between them until the test ends.
+func (s *Server) startForwarder(ctx context.Context, t testing.TB, sock [2]string, exited <-chan error, fail func(string, ...any)) {
+	t.Helper()
 	var conns [2]*memif.Conn
 	for i := range conns {
 		for {
@@ -193,24 +249,6 @@ func StartServer(t testing.TB) *Server {
 	go func() { defer wg.Done(); forward(fctx, conns[0], conns[1], &s.Forwarded[0]) }()
 	go func() { defer wg.Done(); forward(fctx, conns[1], conns[0], &s.Forwarded[1]) }()
 	t.Cleanup(func() { fcancel(); wg.Wait() })
-
-	cctx, ccancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-exited:
-			ccancel()
-		case <-cctx.Done():
-		}
-	}()
-	c, err := Connect(cctx, s.Addr)
-	ccancel()
-	if err != nil {
-		fail("connecting to TRex at %s: %v", s.Addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s.Client = c
-	t.Logf("TRex %s up at %s in %v (memif peers: Go forwarder)", c.Version.Version, s.Addr, time.Since(start).Round(time.Millisecond))
-	return s
 }
 
 // Log returns TRex's output so far.

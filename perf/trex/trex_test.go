@@ -177,3 +177,20 @@ func TestTRexSearch(t *testing.T) {
 		t.Errorf("NDR %.0f pps: the forwarder should pass at least 1000 pps", r.NDR.Lower)
 	}
 }
+
+func TestOfferedCountsShortfallAsSent(t *testing.T) {
+	for _, c := range []struct {
+		rate       float64
+		d          time.Duration
+		sent, want uint64
+	}{
+		{1e6, time.Second, 1_000_001, 1_000_001}, // TRex rounding up: as sent
+		{1e6, time.Second, 999_500, 999_500},     // within TRex's slack
+		{1e6, time.Second, 600_000, 1_000_000},   // starved: the rest is lost
+		{1000, 500 * time.Millisecond, 0, 500},
+	} {
+		if got := offered(c.rate, c.d, c.sent); got != c.want {
+			t.Errorf("offered(%v pps, %v, sent %d) = %d, want %d", c.rate, c.d, c.sent, got, c.want)
+		}
+	}
+}
