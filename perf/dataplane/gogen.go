@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/telcni/telcni/memif"
 )
 
@@ -108,6 +110,18 @@ func bufsOf(n int) [][]byte {
 func (g *goGen) Trial(ctx context.Context, rate float64, d time.Duration) (uint64, uint64, error) {
 	if len(g.profile.Sizes) == 0 {
 		return 0, 0, errors.New("go generator: no profile")
+	}
+	// One CPU for the generator's loop, the other left to the device
+	// (VPP's main loop, or the kernel's softirqs).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var orig unix.CPUSet
+	if unix.SchedGetaffinity(0, &orig) == nil && orig.Count() > 1 {
+		var one unix.CPUSet
+		one.Set(0)
+		if unix.SchedSetaffinity(0, &one) == nil {
+			defer unix.SchedSetaffinity(0, &orig)
+		}
 	}
 	g.trial++
 	trial := g.trial
