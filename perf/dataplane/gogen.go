@@ -39,7 +39,7 @@ func (p memifPort) close() error { return p.c.Close() }
 // dialMemif connects the Go generator's port to a memif server (a pod's
 // socket served by VPP) as the pod would.
 func dialMemif(ctx context.Context, socket string, id uint32, name string) (port, error) {
-	c, err := memif.Dial(ctx, memif.Config{Socket: socket, ID: id, Mode: memif.Ethernet, Name: name, Log2RingSize: 12})
+	c, err := memif.Dial(ctx, memif.Config{Socket: socket, ID: id, Mode: memif.Ethernet, Name: name, Log2RingSize: 14}) // as TRex: the most memif allows
 	if err != nil {
 		return nil, err
 	}

@@ -127,16 +127,18 @@ func StartServerWith(t testing.TB, o ServerOptions) *Server {
 	t.Cleanup(func() { os.RemoveAll(priv) })
 	rpcPort, pubPort := freePort(t), freePort(t)
 	sock := [2]string{filepath.Join(priv, "m0.sock"), filepath.Join(priv, "m1.sock")}
-	role, ids := "server", [2]uint32{}
+	role, ids, rings := "server", [2]uint32{}, ""
 	if o.Peers != nil {
-		role = "client"
+		// As a client TRex sizes the rings: 16384 slots (the most memif
+		// allows) absorb the moments its single core spends sending.
+		role, rings = "client", ",rsize=14"
 		for i, p := range o.Peers {
 			sock[i], ids[i] = p.Socket, p.ID
 		}
 	}
 	cfg := fmt.Sprintf(`- version: 2
-  interfaces: ['--vdev=net_memif0,role=%s,id=%d,socket=%s,socket-abstract=no',
-               '--vdev=net_memif1,role=%s,id=%d,socket=%s,socket-abstract=no']
+  interfaces: ['--vdev=net_memif0,role=%s,id=%d,socket=%s,socket-abstract=no%s',
+               '--vdev=net_memif1,role=%s,id=%d,socket=%s,socket-abstract=no%s']
   prefix: %s
   zmq_rpc_port: %d
   zmq_pub_port: %d
@@ -147,7 +149,7 @@ func StartServerWith(t testing.TB, o ServerOptions) *Server {
       src_mac:  02:00:00:00:00:02
   low_end: true
   low_end_core: 0
-`, role, ids[0], sock[0], role, ids[1], sock[1], filepath.Base(priv), rpcPort, pubPort)
+`, role, ids[0], sock[0], rings, role, ids[1], sock[1], rings, filepath.Base(priv), rpcPort, pubPort)
 	cfgPath := filepath.Join(priv, "trex_cfg.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
