@@ -29,6 +29,9 @@ type Config struct {
 	Pods        PodSource
 	Status      StatusWriter
 	ClusterIPAM ClusterIPAM
+	// Devices says which devices the kubelet allocated to a pod (SR-IOV
+	// networks with sriov.resourceName); nil without a kubelet.
+	Devices DeviceSource
 }
 
 // Agent answers CNI calls.
@@ -45,6 +48,7 @@ type Agent struct {
 	pods       PodSource
 	status     StatusWriter
 	cluster    ClusterIPAM
+	devices    DeviceSource
 	// goneGrace: attachments younger than this are never freed as a gone
 	// pod's (cluster.go).
 	goneGrace time.Duration
@@ -61,7 +65,7 @@ func New(cfg Config) *Agent {
 		log = slog.Default()
 	}
 	return &Agent{store: cfg.Store, networks: cfg.Networks, paths: cfg.Paths, log: log, timeout: t,
-		pods: cfg.Pods, status: cfg.Status, cluster: cfg.ClusterIPAM, goneGrace: defaultGoneGrace}
+		pods: cfg.Pods, status: cfg.Status, cluster: cfg.ClusterIPAM, devices: cfg.Devices, goneGrace: defaultGoneGrace}
 }
 
 func (a *Agent) path(n *api.Network) (attach.Path, error) {

@@ -161,6 +161,9 @@ func (a *Agent) resolve(ctx context.Context, call *cni.Call, c *netConf) (*plan,
 	if err != nil {
 		return nil, err
 	}
+	if err := a.assignDevices(ctx, p, call.ContainerID); err != nil {
+		return nil, err
+	}
 	return p, a.checkUnchanged(p)
 }
 

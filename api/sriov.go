@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -22,7 +23,17 @@ type SRIOVOptions struct {
 	LinkState string `json:"linkState,omitempty"` // auto | enable | disable; auto when unset
 	MinTxRate int    `json:"minTxRate,omitempty"` // Mbps, 0: no guarantee
 	MaxTxRate int    `json:"maxTxRate,omitempty"` // Mbps, 0: no limit
+	// ResourceName is the device plugin's resource whose devices are this
+	// network's VFs (e.g. "intel.com/sriov_netdevice"). With it, a pod
+	// gets a VF the kubelet allocated to that pod (the kubelet's pod
+	// resources API), unless runtimeConfig.deviceID names one. A NAD's
+	// k8s.v1.cni.cncf.io/resourceName annotation sets it too.
+	ResourceName string `json:"resourceName,omitempty"`
 }
+
+// resourceNameRE is an extended resource name: a DNS subdomain, a slash
+// and a name (Kubernetes requires the domain for extended resources).
+var resourceNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 
 // IsSRIOV reports whether the path hands SR-IOV VFs to pods.
 func (p PathKind) IsSRIOV() bool { return p == PathSRIOV || p == PathSRIOVDPDK }
@@ -97,4 +108,10 @@ func (n *Network) validateSRIOV(fe *fieldErrors, p string) {
 	if o.MaxTxRate > 0 && o.MinTxRate > o.MaxTxRate {
 		fe.add(join(sp, "minTxRate"), o.MinTxRate, "is above maxTxRate %d", o.MaxTxRate)
 	}
+	if o.ResourceName != "" && !ValidResourceName(o.ResourceName) {
+		fe.add(join(sp, "resourceName"), o.ResourceName, "is not an extended resource name like intel.com/sriov_netdevice")
+	}
 }
+
+// ValidResourceName reports whether s is an extended resource name.
+func ValidResourceName(s string) bool { return len(s) <= 253 && resourceNameRE.MatchString(s) }

@@ -8,14 +8,14 @@ import (
 
 func TestParseNetworkSRIOVOptions(t *testing.T) {
 	n, err := ParseNetwork([]byte(`{"name":"fh","path":"sriov","master":"ens1f0","vlan":100,
-		"sriov":{"vfs":"0-3,6","vlanQoS":5,"spoofchk":false,"trust":true,"linkState":"enable","minTxRate":100,"maxTxRate":1000},
+		"sriov":{"vfs":"0-3,6","vlanQoS":5,"spoofchk":false,"trust":true,"linkState":"enable","minTxRate":100,"maxTxRate":1000,"resourceName":"intel.com/sriov_netdevice"},
 		"ipam":{"subnets":[{"cidr":"10.1.0.0/24"}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := n.SRIOV
 	if o == nil || o.VFs != "0-3,6" || o.VLANQoS != 5 || o.SpoofChk == nil || *o.SpoofChk || o.Trust == nil || !*o.Trust ||
-		o.LinkState != "enable" || o.MinTxRate != 100 || o.MaxTxRate != 1000 {
+		o.LinkState != "enable" || o.MinTxRate != 100 || o.MaxTxRate != 1000 || o.ResourceName != "intel.com/sriov_netdevice" {
 		t.Fatalf("sriov options %+v", o)
 	}
 	bad := map[string]string{
@@ -29,6 +29,8 @@ func TestParseNetworkSRIOVOptions(t *testing.T) {
 		`{"name":"a","path":"sriov","master":"p0","sriov":{"maxTxRate":-1}}`:                                  `sriov.maxTxRate: -1 is negative`,
 		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":-2}}`:                                  `sriov.minTxRate: -2 is negative`,
 		`{"name":"a","path":"sriov","master":"p0","sriov":{"minTxRate":9,"maxTxRate":5}}`:                     `sriov.minTxRate: 9 is above maxTxRate 5`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"resourceName":"sriov_netdevice"}}`:                `sriov.resourceName: "sriov_netdevice" is not an extended resource name`,
+		`{"name":"a","path":"sriov","master":"p0","sriov":{"resourceName":"Intel.com/vf"}}`:                   `sriov.resourceName: "Intel.com/vf" is not an extended resource name`,
 		`{"name":"a","path":"sriov","master":"p0","vlan":5000}`:                                               `vlan: 5000 is out of range 1-4094`,
 		`{"name":"a","path":"sriov","sriov":{}}`:                                                              `master: is required by path sriov`,
 		`{"name":"a","path":"sriov","master":"p0","sriov":{"bogus":1}}`:                                       `bogus`,

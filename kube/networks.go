@@ -98,9 +98,17 @@ func (s *networkSource) parse(nad *nadv1.NetworkAttachmentDefinition) (*api.Netw
 	p.rv = nad.ResourceVersion
 	if t := pluginType(nad.Spec.Config); t != api.PluginTypeName {
 		p.err = fmt.Errorf("NetworkAttachmentDefinition %s is not a telcni network (its spec.config has type %q): %w", key, t, api.ErrInvalidNetwork)
-	} else if p.n, p.err = api.ParseNAD(nad.Name, nad.Namespace, nad.Spec.Config); p.err != nil {
-		p.err = fmt.Errorf("NetworkAttachmentDefinition %s: %w", key, p.err)
-		s.c.warn(nadRef(nad), "InvalidNetwork", p.err.Error())
+	} else {
+		p.n, p.err = api.ParseNAD(nad.Name, nad.Namespace, nad.Spec.Config)
+		if p.err == nil {
+			if p.err = resourceFromAnnotation(p.n, nad); p.err != nil {
+				p.n = nil
+			}
+		}
+		if p.err != nil {
+			p.err = fmt.Errorf("NetworkAttachmentDefinition %s: %w", key, p.err)
+			s.c.warn(nadRef(nad), "InvalidNetwork", p.err.Error())
+		}
 	}
 	s.parsed[key] = p
 	return p.n, p.err
@@ -141,4 +149,32 @@ func cutKey(key string) (ns, name string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// ResourceNameAnnotation names a NAD's device plugin resource, as Multus
+// reads it.
+const ResourceNameAnnotation = "k8s.v1.cni.cncf.io/resourceName"
+
+// resourceFromAnnotation gives an SR-IOV network the NAD's resourceName
+// annotation when its config names none; the two must agree when both
+// are set. Other paths take no device and ignore it.
+func resourceFromAnnotation(n *api.Network, nad *nadv1.NetworkAttachmentDefinition) error {
+	r, ok := nad.Annotations[ResourceNameAnnotation]
+	if !ok || !n.Path.IsSRIOV() {
+		return nil
+	}
+	if !api.ValidResourceName(r) {
+		return fmt.Errorf("annotation %s: %q is not an extended resource name like intel.com/sriov_netdevice: %w", ResourceNameAnnotation, r, api.ErrInvalidNetwork)
+	}
+	if n.SRIOV == nil {
+		n.SRIOV = &api.SRIOVOptions{}
+	}
+	switch n.SRIOV.ResourceName {
+	case "":
+		n.SRIOV.ResourceName = r
+	case r:
+	default:
+		return fmt.Errorf("annotation %s: %q differs from spec.config.sriov.resourceName %q: %w", ResourceNameAnnotation, r, n.SRIOV.ResourceName, api.ErrInvalidNetwork)
+	}
+	return nil
 }

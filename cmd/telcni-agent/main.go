@@ -26,6 +26,7 @@ import (
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/kube"
 	"github.com/telcni/telcni/netsource"
+	"github.com/telcni/telcni/podres"
 	"github.com/telcni/telcni/sriov"
 	"github.com/telcni/telcni/vppagent"
 )
@@ -81,6 +82,7 @@ func run() error {
 	leaseNS := flag.String("lease-namespace", "telcni-system", "namespace of the IPAM controller's leader-election Lease (Kubernetes)")
 	cniBin := flag.String("cni-bin-dir", "/opt/cni/bin", "where delegate networks' CNI plugins are (colon-separated)")
 	cniConf := flag.String("cni-conf-dir", "/etc/cni/net.d", "where conflists named by delegate networks are")
+	podResources := flag.String("pod-resources-socket", podres.DefaultSocket, "the kubelet's pod resources socket: which SR-IOV VFs the device plugin allocated to a pod (Kubernetes; networks with sriov.resourceName)")
 	gcEvery := flag.Duration("ipam-gc-interval", 30*time.Second, "how often the IPAM controller frees the blocks of gone nodes and the reservations of gone pods (Kubernetes)")
 	flag.Parse()
 
@@ -139,6 +141,13 @@ func run() error {
 		// unique across the cluster.
 		store.UseBlocks()
 		acfg.Networks, acfg.Pods, acfg.Status, acfg.ClusterIPAM = cluster.Networks(), cluster, cluster, cluster
+		// Connects on first use: only networks with sriov.resourceName ask.
+		pr, err := podres.New(*podResources)
+		if err != nil {
+			return err
+		}
+		defer pr.Close()
+		acfg.Devices = pr
 	}
 	a := agent.New(acfg)
 	vppDone := make(chan struct{})
