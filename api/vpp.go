@@ -27,9 +27,12 @@ type VPPOptions struct {
 
 // VPPUplink names the node interface of an L2 VPP network.
 type VPPUplink struct {
-	Kind string `json:"kind"`           // af_packet | af_xdp | avf | dpdk
+	Kind string `json:"kind"`           // af_packet | af_xdp | avf | dpdk | dpdk-vf
 	Name string `json:"name,omitempty"` // host interface (af_packet, af_xdp) or VPP interface (dpdk)
 	PCI  string `json:"pci,omitempty"`  // VF PCI address (avf)
+	// PF takes the uplink's VF from the node's SR-IOV pool (avf, dpdk-vf):
+	// the network holds one VF of this PF while it has pods.
+	PF string `json:"pf,omitempty"`
 }
 
 // IsVPP reports whether VPP serves the path's interfaces.
@@ -85,13 +88,37 @@ func (n *Network) validateVPP(fe *fieldErrors, p string) {
 			if u.Name == "" {
 				fe.add(join(up, "name"), nil, "is required by uplink kind %s", u.Kind)
 			}
+			if u.PF != "" {
+				fe.add(join(up, "pf"), u.PF, "is not used by uplink kind %s (only avf and dpdk-vf take a VF from the pool)", u.Kind)
+			}
 		case "avf":
-			var d, b, s, f uint
-			if _, err := fmt.Sscanf(u.PCI, "%x:%x:%x.%x", &d, &b, &s, &f); err != nil {
-				fe.add(join(up, "pci"), u.PCI, "is not a PCI address (dddd:bb:ss.f)")
+			switch {
+			case u.PF != "" && u.PCI != "":
+				fe.add(join(up, "pci"), u.PCI, "and vpp.uplink.pf exclude each other (pci names the VF, pf takes one from the pool)")
+			case u.PF != "":
+			case u.PCI == "":
+				fe.add(join(up, "pf"), nil, "is required by uplink kind avf unless vpp.uplink.pci names the VF")
+			default:
+				var d, b, s, f uint
+				if _, err := fmt.Sscanf(u.PCI, "%x:%x:%x.%x", &d, &b, &s, &f); err != nil {
+					fe.add(join(up, "pci"), u.PCI, "is not a PCI address (dddd:bb:ss.f)")
+				}
+			}
+		case "dpdk-vf":
+			if u.PF == "" {
+				fe.add(join(up, "pf"), nil, "is required by uplink kind dpdk-vf")
+			}
+			if u.PCI != "" {
+				fe.add(join(up, "pci"), u.PCI, "is not used by uplink kind dpdk-vf (the VF comes from vpp.uplink.pf's pool)")
+			}
+			if u.Name != "" {
+				fe.add(join(up, "name"), u.Name, "is not used by uplink kind dpdk-vf (VPP's interface is found by the VF's PCI address: leave it unnamed in startup.conf)")
 			}
 		default:
-			fe.add(join(up, "kind"), u.Kind, "is not one of af_packet, af_xdp, avf, dpdk")
+			fe.add(join(up, "kind"), u.Kind, "is not one of af_packet, af_xdp, avf, dpdk, dpdk-vf")
+		}
+		if u.PF != "" && !ValidIfName(u.PF) {
+			fe.add(join(up, "pf"), u.PF, "is not a valid interface name")
 		}
 	}
 }

@@ -34,3 +34,37 @@ func TestParseNetworkVPPOptions(t *testing.T) {
 		}
 	}
 }
+
+// An uplink's VF from the node's SR-IOV pool: kinds avf (pf instead of
+// pci) and dpdk-vf (pf required); every mistake names its field.
+func TestParseNetworkVPPUplinkFromPool(t *testing.T) {
+	for _, in := range []string{
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"avf","pf":"ens1f0"}}}`,
+		`{"name":"a","path":"vhostuser","vlan":7,"vpp":{"uplink":{"kind":"dpdk-vf","pf":"ens1f0"}}}`,
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"avf","pci":"0000:01:10.0"}}}`,
+	} {
+		n, err := ParseNetwork([]byte(in))
+		if err != nil {
+			t.Errorf("ParseNetwork(%s): %v", in, err)
+			continue
+		}
+		if u := n.VPP.Uplink; u.PF == "" && u.PCI == "" {
+			t.Errorf("ParseNetwork(%s): uplink %+v lost its pf", in, u)
+		}
+	}
+	bad := map[string]string{
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"dpdk-vf"}}}`:                                   "vpp.uplink.pf: is required by uplink kind dpdk-vf",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"avf"}}}`:                                       "vpp.uplink.pf: is required by uplink kind avf unless vpp.uplink.pci",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"avf","pf":"eth1","pci":"0000:01:10.0"}}}`:      "vpp.uplink.pci: \"0000:01:10.0\" and vpp.uplink.pf exclude each other",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"dpdk-vf","pf":"eth1","pci":"0000:01:10.0"}}}`:  "vpp.uplink.pci: \"0000:01:10.0\" is not used by uplink kind dpdk-vf",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"af_packet","name":"eth1","pf":"eth2"}}}`:       "vpp.uplink.pf: \"eth2\" is not used by uplink kind af_packet",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"dpdk-vf","pf":"eth1","name":"up0"}}}`:          "vpp.uplink.name: \"up0\" is not used by uplink kind dpdk-vf",
+		`{"name":"a","path":"memif","vpp":{"uplink":{"kind":"dpdk-vf","pf":"a/very/long/interface/name"}}}`: "vpp.uplink.pf: \"a/very/long/interface/name\" is not a valid interface name",
+	}
+	for in, want := range bad {
+		_, err := ParseNetwork([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseNetwork(%s) = %v, want error containing %q", in, err, want)
+		}
+	}
+}

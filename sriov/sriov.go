@@ -63,11 +63,17 @@ type Path struct {
 	taken map[string]string
 	// kdrv remembers each PF's VF kernel driver, learned from its VFs.
 	kdrv map[string]string
+	// uplinks are the VFs lent to VPP uplinks, by network (uplink.go);
+	// each is also in taken, held by uplinkOwner(network).
+	uplinks map[string]attach.UplinkVF
+	// uplinkMu serialises lending and returning uplink VFs.
+	uplinkMu sync.Mutex
 }
 
 var (
 	_ attach.Path     = (*Path)(nil)
 	_ attach.Retainer = (*Path)(nil)
+	_ attach.VFLender = (*Path)(nil)
 )
 
 // Kinds are the network paths this package serves.
@@ -77,7 +83,8 @@ func Kinds() []api.PathKind { return []api.PathKind{api.PathSRIOV, api.PathSRIOV
 // (the node's): that is where the kernel returns VFs of destroyed pod
 // namespaces.
 func New(log *slog.Logger) *Path {
-	return &Path{log: log, host: &netlink.Handle{}, taken: map[string]string{}, kdrv: map[string]string{}}
+	return &Path{log: log, host: &netlink.Handle{}, taken: map[string]string{}, kdrv: map[string]string{},
+		uplinks: map[string]attach.UplinkVF{}}
 }
 
 func vfKey(pf string, vf int) string          { return pf + "/" + strconv.Itoa(vf) }
@@ -145,13 +152,18 @@ func (p *Path) reserve(req *attach.Request) (*PF, VF, string, error) {
 			return nil, VF{}, "", err
 		}
 	}
+	cands, busy := p.unopened(pf.Name, cands)
+	if len(cands) == 0 && req.DeviceID != "" {
+		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: deviceID %s (a VF of PF %s) is bound to vfio-pci and open through vfio by a process outside telcni (VPP's DPDK?)",
+			n.Key(), req.DeviceID, pf.Name)
+	}
 	vf, ok := p.take(pf.Name, cands, who)
 	if !ok && req.DeviceID != "" {
 		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: deviceID %s (VF %d of PF %s) is held by %s",
 			n.Key(), req.DeviceID, cands[0].Index, pf.Name, p.holder(pf.Name, cands[0].Index))
 	}
 	if !ok {
-		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken)", n.Key(), pf.Name, len(cands), len(pf.VFs))
+		return nil, VF{}, "", attach.Errorf(attach.CodeNoFreeDevice, "network %s: no free VF on PF %s (%d of its %d VFs usable, all taken%s)", n.Key(), pf.Name, len(cands), len(pf.VFs), p.takenNote(pf.Name, busy))
 	}
 	vf.Driver, vf.Netdev = boundDriver(vf.PCI), netdevOf(vf.PCI)
 	p.mu.Lock()
@@ -435,6 +447,12 @@ func (p *Path) returnNetdev(rec *attach.Record, pci, hostName string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open netns %s: %w", rec.Netns, err)
 	}
+	return p.netdevBack(pci, hostName)
+}
+
+// netdevBack sets the VF's netdev in the host netns down and gives it its
+// host name back.
+func (p *Path) netdevBack(pci, hostName string) error {
 	link, err := p.hostLink(pci)
 	if err != nil {
 		return err
@@ -590,12 +608,17 @@ func (p *Path) Check(ctx context.Context, rec *attach.Record) error {
 	return kernelpath.CheckLink(h, target, link, rec)
 }
 
-// Retain rebuilds which VFs are taken from the records of ready
+// Retain rebuilds which VFs pods hold from the records of ready
 // attachments (at agent start).
 func (p *Path) Retain(ctx context.Context, recs []*attach.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.taken = map[string]string{}
+	// VFs lent to VPP uplinks are RetainUplinks' to rebuild.
+	for k, who := range p.taken {
+		if !isUplinkOwner(who) {
+			delete(p.taken, k)
+		}
+	}
 	for _, rec := range recs {
 		if pf, vf, _, ok := recVF(rec); ok {
 			p.taken[vfKey(pf, vf)] = owner(rec.ContainerID, rec.IfName)

@@ -13,6 +13,7 @@ import (
 	"go.fd.io/govpp/binapi/acl"
 	afpacket "go.fd.io/govpp/binapi/af_packet"
 	"go.fd.io/govpp/binapi/arp"
+	"go.fd.io/govpp/binapi/avf"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip"
@@ -39,6 +40,9 @@ type fakeVPP struct {
 	proxy  map[string]bool   // proxy ARP ranges and ND proxies
 	acls   map[uint32]string // ACL index -> tag
 	calls  []string
+	// avfRefuse, when not 0, is avf_create's retval (VPP cannot open the
+	// PCI device).
+	avfRefuse int32
 }
 
 type fakeIf struct {
@@ -285,6 +289,17 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 	case *afpacket.AfPacketCreateV3:
 		idx, _ := f.newIf("host-" + r.HostIfName)
 		return []api.Message{&afpacket.AfPacketCreateV3Reply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *avf.AvfCreate:
+		if f.avfRefuse != 0 {
+			return []api.Message{&avf.AvfCreateReply{Retval: f.avfRefuse}}
+		}
+		a := r.PciAddr
+		idx, _ := f.newIf(fmt.Sprintf("avf-%x/%x/%x/%x", a&0xffff, a>>16&0xff, a>>24&0x1f, a>>29))
+		return []api.Message{&avf.AvfCreateReply{SwIfIndex: interface_types.InterfaceIndex(idx)}}
+	case *avf.AvfDelete:
+		ok := idxOK(r.SwIfIndex)
+		f.deleteIf(uint32(r.SwIfIndex))
+		return []api.Message{&avf.AvfDeleteReply{Retval: rv(ok)}}
 	case *afpacket.AfPacketDelete:
 		for idx, i := range f.ifs {
 			if i.name == "host-"+r.HostIfName {

@@ -10,6 +10,8 @@ import (
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/interface_types"
+
+	"github.com/telcni/telcni/attach"
 )
 
 // DefaultRunDir holds per-pod socket files (memif file sockets, vhost-user).
@@ -20,6 +22,9 @@ type Config struct {
 	Conn   ConnConfig
 	RunDir string
 	Logger *slog.Logger
+	// VFs lends SR-IOV VFs to uplinks that name a PF (avf, dpdk-vf); nil
+	// on a node without the VF pool.
+	VFs attach.VFLender
 }
 
 // Manager builds and removes pod interfaces in VPP and keeps VPP in line
@@ -40,6 +45,10 @@ type Manager struct {
 	// missedDel: a DEL left VPP objects for a reconcile (collectMissedDels).
 	missedDel  atomic.Bool
 	missedKick chan struct{}
+	// vfs lends uplink VFs; leases are the ones networks hold, by network
+	// name (under mu), returned by collect when no record uses the network.
+	vfs    attach.VFLender
+	leases map[string]attach.UplinkVF
 }
 
 // NewManager returns a Manager; call Run to connect.
@@ -51,7 +60,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	m := &Manager{missedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent")}
+	m := &Manager{missedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent"),
+		vfs: cfg.VFs, leases: map[string]attach.UplinkVF{}}
 	cc := cfg.Conn
 	cc.Logger = lg
 	cc.OnConnect = func(ctx context.Context, c api.Connection) error {
@@ -150,6 +160,10 @@ func (m *Manager) Add(ctx context.Context, spec PodInterface) (*Record, error) {
 	if err := m.needs(&spec.Network); err != nil {
 		return nil, err
 	}
+	if spec.Network.Uplink.Pooled() && m.vfs == nil {
+		return nil, attach.Errorf(attach.CodeInvalidConfig, "network %q: vpp.uplink.pf %s: uplink %s takes a VF from the node's SR-IOV pool, which this agent does not have",
+			spec.Network.Name, spec.Network.Uplink.PF, spec.Network.Uplink.Kind)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rec, err := m.add(ctx, &vpp{conn: c}, spec)
@@ -167,7 +181,13 @@ func (m *Manager) add(ctx context.Context, v *vpp, spec PodInterface) (*Record, 
 			return nil, fmt.Errorf("vppagent: tag %q already used by %s", spec.Tag(), o.Spec.Key())
 		}
 	}
+	if err := m.leaseUplink(ctx, st, &spec); err != nil {
+		return nil, err
+	}
 	if err := m.ensureNetwork(ctx, v, st, &spec.Network); err != nil {
+		// Nothing of the network is left when no other pod uses it: the
+		// bridge domain goes, a lent VF goes back to the pool.
+		m.gcNetworkIfUnused(ctx, v, &spec.Network, others)
 		return nil, err
 	}
 	rec, err := m.ensurePod(ctx, v, st, spec)
@@ -196,7 +216,7 @@ func (m *Manager) needs(n *Network) error {
 	if n.Kind == KindVhostUser {
 		want = append(want, "vhost_user")
 	}
-	if n.Uplink != nil && n.Uplink.Kind != UplinkDPDK {
+	if n.Uplink != nil && n.Uplink.Kind != UplinkDPDK && n.Uplink.Kind != UplinkDPDKVF {
 		want = append(want, n.Uplink.Kind)
 	}
 	if len(n.Firewall) > 0 {
@@ -270,8 +290,38 @@ func (m *Manager) CLI(ctx context.Context, cmd string) (string, error) {
 // attachments on VPP networks), then reconciles VPP with them: what is
 // missing is re-created, what nobody owns is removed. Until Retain has run
 // the Manager removes nothing (see retained). With VPP down, the next
-// connect reconciles.
+// connect reconciles. The uplink VFs the specs record (UplinkVF) are
+// handed to the VF lender as the leases their networks hold.
 func (m *Manager) Retain(ctx context.Context, specs []PodInterface) error {
+	leases := map[string]attach.UplinkVF{}
+	kept := make([]PodInterface, 0, len(specs))
+	for _, s := range specs {
+		if !s.Network.Uplink.Pooled() {
+			kept = append(kept, s)
+			continue
+		}
+		l := s.UplinkVF
+		if l == nil {
+			// The agent keeps the record (DEL frees it); VPP stops serving
+			// an interface whose uplink VF nobody knows.
+			m.log.Warn("not retaining a VPP interface whose record has no uplink VF", "tag", s.Tag(), "network", s.Network.Name)
+			continue
+		}
+		if o, ok := leases[s.Network.Name]; ok && o.PCI != l.PCI {
+			m.log.Warn("records of one network name two uplink VFs; keeping the first", "network", s.Network.Name, "kept", o.PCI, "other", l.PCI)
+			l = &o
+		}
+		leases[s.Network.Name] = *l
+		u := *s.Network.Uplink
+		u.PCI = l.PCI
+		s.Network.Uplink = &u
+		s.UplinkVF = l
+		kept = append(kept, s)
+	}
+	specs = kept
+	if len(leases) > 0 && m.vfs == nil {
+		m.log.Warn("records hold uplink VFs but this agent has no VF pool", "networks", len(leases))
+	}
 	var recs []Record
 	for _, s := range specs {
 		r, err := m.describe(s)
@@ -285,6 +335,14 @@ func (m *Manager) Retain(ctx context.Context, specs []PodInterface) error {
 	}
 	m.mu.Lock()
 	m.recs.replace(recs)
+	m.leases = leases
+	if m.vfs != nil {
+		ls := make([]attach.UplinkVF, 0, len(leases))
+		for _, l := range leases {
+			ls = append(ls, l)
+		}
+		m.vfs.RetainUplinks(ls)
+	}
 	m.retained = true
 	m.mu.Unlock()
 	if c, err := m.conn.API(); err == nil {
@@ -329,4 +387,60 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		return err
 	}
 	return m.reconcile(ctx, &vpp{conn: c})
+}
+
+// leaseUplink gives a network whose uplink names a PF (avf, dpdk-vf) its
+// VF: the one it holds, else one the pool lends now. The VF's PCI address
+// goes into the spec's uplink and the lease into spec.UplinkVF, which the
+// pod's record keeps. A dpdk-vf uplink adopts a VF of the PF that VPP's
+// DPDK plugin already has (startup.conf lists it; DPDK bound it at VPP's
+// start and cannot add one later). Called under mu.
+func (m *Manager) leaseUplink(ctx context.Context, st *state, spec *PodInterface) error {
+	n := &spec.Network
+	if !n.Uplink.Pooled() {
+		return nil
+	}
+	var adopt func(string) bool
+	if n.Uplink.Kind == UplinkDPDKVF {
+		adopt = func(pci string) bool { _, ok := st.dpdkByPCI(pci); return ok }
+	}
+	l, ok := m.leases[n.Name]
+	if !ok || l.PF != n.Uplink.PF {
+		var err error
+		if l, err = m.vfs.TakeForUplink(ctx, n.Name, n.Uplink.PF, "vfio-pci", adopt); err != nil {
+			return fmt.Errorf("network %q: vpp.uplink.pf %s: %w", n.Name, n.Uplink.PF, err)
+		}
+		m.leases[n.Name] = l
+	}
+	u := *n.Uplink
+	u.PCI = l.PCI
+	n.Uplink = &u
+	spec.UplinkVF = &l
+	return nil
+}
+
+// returnUplinks gives back the VFs of networks no record in recs uses.
+// A VF VPP still holds (a dpdk-vf that VPP's DPDK plugin keeps, an avf
+// interface not yet deleted) stays leased; the next collect tries again.
+// Called under mu.
+func (m *Manager) returnUplinks(ctx context.Context, recs []Record) error {
+	if m.vfs == nil || len(m.leases) == 0 {
+		return nil
+	}
+	used := map[string]bool{}
+	for _, r := range recs {
+		used[r.Spec.Network.Name] = true
+	}
+	var errs []error
+	for network := range m.leases {
+		if used[network] {
+			continue
+		}
+		if err := m.vfs.ReturnUplink(ctx, network); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(m.leases, network)
+	}
+	return errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+
+	"github.com/telcni/telcni/attach"
 )
 
 // Kind is the pod-side interface type VPP serves.
@@ -32,8 +34,13 @@ const (
 const (
 	UplinkAFPacket = "af_packet" // a host interface; works on any VM
 	UplinkAFXDP    = "af_xdp"
-	UplinkAVF      = "avf"  // an Intel VF by PCI address, created at run time
+	UplinkAVF      = "avf"  // an Intel VF by PCI address (or from the VF pool: PF), created at run time
 	UplinkDPDK     = "dpdk" // an interface VPP owns from its startup.conf
+	// UplinkDPDKVF is a VF from the node's VF pool (PF) that VPP's DPDK
+	// plugin has: DPDK cannot add a device at run time, so VPP's
+	// startup.conf lists it (dpdk { dev <pci> }, no name) and the agent
+	// adopts one of the PF's VFs VPP has, found by the PCI-derived name.
+	UplinkDPDKVF = "dpdk-vf"
 )
 
 // MemifOptions shapes a memif interface.
@@ -54,9 +61,19 @@ type VhostOptions struct {
 
 // Uplink connects a network's bridge domain (L2) to the outside.
 type Uplink struct {
-	Kind string `json:"kind"`           // af_packet | af_xdp | avf | dpdk
+	Kind string `json:"kind"`           // af_packet | af_xdp | avf | dpdk | dpdk-vf
 	Name string `json:"name,omitempty"` // host interface (af_packet, af_xdp) or VPP interface name (dpdk)
-	PCI  string `json:"pci,omitempty"`  // avf
+	// PCI is the avf VF's address; with PF, the address of the VF the
+	// pool lent (filled in by the Manager).
+	PCI string `json:"pci,omitempty"`
+	// PF takes the VF from the node's SR-IOV pool (avf, dpdk-vf): the
+	// network borrows one VF of this PF while it has pods.
+	PF string `json:"pf,omitempty"`
+}
+
+// Pooled reports whether the uplink's VF is lent by the VF pool.
+func (u *Uplink) Pooled() bool {
+	return u != nil && u.PF != "" && (u.Kind == UplinkAVF || u.Kind == UplinkDPDKVF)
 }
 
 // Network is what vppagent needs to know about one network.
@@ -127,11 +144,21 @@ func (n *Network) Validate() error {
 				return fmt.Errorf("network %q: uplink %s needs a name", n.Name, n.Uplink.Kind)
 			}
 		case UplinkAVF:
+			if n.Uplink.PF != "" && n.Uplink.PCI == "" {
+				break // lent by the pool
+			}
 			if _, err := pciToU32(n.Uplink.PCI); err != nil {
 				return fmt.Errorf("network %q: uplink avf: %w", n.Name, err)
 			}
+		case UplinkDPDKVF:
+			if n.Uplink.PF == "" {
+				return fmt.Errorf("network %q: uplink dpdk-vf needs a pf", n.Name)
+			}
+			if n.Uplink.Name != "" {
+				return fmt.Errorf("network %q: uplink dpdk-vf is found by its VF's PCI address, not by a name", n.Name)
+			}
 		default:
-			return fmt.Errorf("network %q: uplink kind %q (want af_packet, af_xdp, avf or dpdk)", n.Name, n.Uplink.Kind)
+			return fmt.Errorf("network %q: uplink kind %q (want af_packet, af_xdp, avf, dpdk or dpdk-vf)", n.Name, n.Uplink.Kind)
 		}
 	}
 	return nil
@@ -154,6 +181,9 @@ type PodInterface struct {
 	Network     Network        `json:"network"`
 	IPs         []netip.Prefix `json:"ips,omitempty"`
 	Gateways    []netip.Addr   `json:"gateways,omitempty"`
+	// UplinkVF is the VF the pool lent the network's uplink (Uplink.PF),
+	// as the agent's record of the pod keeps it; the Manager fills it in.
+	UplinkVF *attach.UplinkVF `json:"uplinkVF,omitempty"`
 }
 
 // Key identifies the interface in records.

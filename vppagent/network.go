@@ -3,6 +3,7 @@ package vppagent
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // state is one dump of VPP's interfaces and bridge domains.
@@ -33,6 +34,35 @@ func (m *Manager) observe(ctx context.Context, v *vpp) (*state, error) {
 func (st *state) byName(name string) (swIf, bool) {
 	for _, i := range st.ifs {
 		if i.Name == name {
+			return i, true
+		}
+	}
+	return swIf{}, false
+}
+
+// dpdkByPCI finds the interface VPP's DPDK plugin made for a PCI device
+// by its name: <type><bus>/<slot>/<function> in hex, the domain first when
+// it is not 0: 0000:01:10.2 is VirtualFunctionEthernet1/10/2. (With
+// startup.conf's interface-name-format decimal the names are ambiguous
+// with other devices' hex names: name the interface in startup.conf and
+// the uplink instead.)
+func (st *state) dpdkByPCI(pci string) (swIf, bool) {
+	var dom, bus, slot, fn uint32
+	if _, err := fmt.Sscanf(pci, "%x:%x:%x.%x", &dom, &bus, &slot, &fn); err != nil {
+		return swIf{}, false
+	}
+	sfx := fmt.Sprintf("%x/%x/%x", bus, slot, fn)
+	if dom != 0 {
+		sfx = fmt.Sprintf("%x/", dom) + sfx
+	}
+	for _, i := range st.ifs {
+		rest, ok := strings.CutSuffix(i.Name, sfx)
+		if !ok || rest == "" {
+			continue
+		}
+		// The type word ends in a letter that is no hex digit
+		// (...Ethernet), so 0000:0a:00.0 is not ...Ethernetba/0/0.
+		if c := rest[len(rest)-1]; strings.HasSuffix(rest, "Ethernet") || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') {
 			return i, true
 		}
 	}
@@ -74,6 +104,13 @@ func (m *Manager) ensureUplink(ctx context.Context, v *vpp, st *state, u *Uplink
 		}
 		// Not ours: VPP owns it from startup.conf, so it is never tagged
 		// or deleted; it is only brought up.
+		return i.Index, v.setUp(ctx, i.Index, true)
+	case UplinkDPDKVF:
+		i, ok := st.dpdkByPCI(u.PCI)
+		if !ok {
+			return 0, fmt.Errorf("uplink dpdk-vf: VPP has no DPDK interface for any free VF of PF %s (lent %s; VPP's DPDK plugin cannot add a device at run time: list VFs of the PF in VPP's startup.conf, dpdk { dev %s }, without a name, and restart VPP)", u.PF, u.PCI, u.PCI)
+		}
+		// VPP's from startup.conf, like dpdk: never tagged or deleted.
 		return i.Index, v.setUp(ctx, i.Index, true)
 	case UplinkAFPacket:
 		if i, ok := st.byName("host-" + u.Name); ok {
@@ -133,6 +170,9 @@ func (m *Manager) ensureNetwork(ctx context.Context, v *vpp, st *state, n *Netwo
 	}
 	if n.Uplink == nil {
 		return nil
+	}
+	if n.Uplink.Pooled() && n.Uplink.PCI == "" {
+		return fmt.Errorf("network %q: uplink %s of PF %s: no VF lent by the pool", n.Name, n.Uplink.Kind, n.Uplink.PF)
 	}
 	up, err := m.ensureUplink(ctx, v, st, n.Uplink)
 	if err != nil {

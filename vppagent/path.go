@@ -49,15 +49,21 @@ func (p *Path) Attach(ctx context.Context, req *attach.Request) (*attach.Interfa
 	if err != nil {
 		return nil, coded(err)
 	}
+	state := map[string]string{
+		"vppTag":       spec.Tag(),
+		"vppSwIfIndex": strconv.FormatUint(uint64(rec.SwIfIndex), 10),
+		"vppSocket":    rec.Socket,
+	}
+	if l := rec.Spec.UplinkVF; l != nil {
+		// Every pod of the network records the VF its uplink holds: the
+		// records hold the lease, across agent restarts (Retain).
+		l.PutState(state)
+	}
 	return &attach.Interface{
 		Name:       req.IfName,
 		MTU:        req.Network.MTU,
 		DeviceInfo: deviceInfo(rec),
-		State: map[string]string{
-			"vppTag":       spec.Tag(),
-			"vppSwIfIndex": strconv.FormatUint(uint64(rec.SwIfIndex), 10),
-			"vppSocket":    rec.Socket,
-		},
+		State:      state,
 	}, nil
 }
 
@@ -78,6 +84,11 @@ func (p *Path) Retain(ctx context.Context, recs []*attach.Record) error {
 			// record (DEL removes it), VPP just stops serving it.
 			p.m.log.Warn("not retaining a VPP interface with an invalid network", "container", r.ContainerID, "ifname", r.IfName, "err", err)
 			continue
+		}
+		if s.Network.Uplink.Pooled() {
+			if l, ok := attach.UplinkVFFromState(s.Network.Name, r.Interface.State); ok {
+				s.UplinkVF = &l
+			}
 		}
 		specs = append(specs, s)
 	}
@@ -136,7 +147,7 @@ func NetworkFromAPI(n *api.Network) Network {
 		out.L3, out.Table = v.Routed, v.Table
 		out.Memif.Socket, out.Memif.Queues, out.Memif.RingSize, out.Memif.BufferSize = v.Socket, v.Queues, v.RingSize, v.BufferSize
 		if v.Uplink != nil {
-			out.Uplink = &Uplink{Kind: v.Uplink.Kind, Name: v.Uplink.Name, PCI: v.Uplink.PCI}
+			out.Uplink = &Uplink{Kind: v.Uplink.Kind, Name: v.Uplink.Name, PCI: v.Uplink.PCI, PF: v.Uplink.PF}
 		}
 	}
 	return out

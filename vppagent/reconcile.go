@@ -108,6 +108,13 @@ func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
 			errs = append(errs, err)
 		}
 	}
+	defer func() {
+		// Last, once VPP let go of their interfaces: the VFs of networks
+		// nobody uses go back to the pool.
+		if err := m.returnUplinks(ctx, recs); err != nil {
+			m.log.Warn("uplink VFs not returned to the pool; retried at the next reconcile", "err", err)
+		}
+	}()
 	if err := m.removeOrphanACLs(ctx, v, want); err != nil {
 		errs = append(errs, err)
 	}

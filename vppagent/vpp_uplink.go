@@ -52,7 +52,9 @@ func (v *vpp) avfCreate(ctx context.Context, pci string) (uint32, error) {
 	c := avf.NewServiceClient(v.conn)
 	r, err := c.AvfCreate(ctx, &avf.AvfCreate{PciAddr: addr, RxqNum: 1})
 	if err != nil {
-		return 0, fmt.Errorf("create avf on %s: %w", pci, err)
+		// VPP's log holds the cause (no such device, not on vfio-pci, not
+		// an Intel AVF).
+		return 0, fmt.Errorf("create avf on %s (VPP opens the VF through vfio-pci; its log says why it could not): %w", pci, err)
 	}
 	return uint32(r.SwIfIndex), nil
 }

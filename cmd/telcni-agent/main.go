@@ -117,6 +117,9 @@ func run() error {
 		Conn:   vppagent.ConnConfig{APISocket: *vppAPI, StatsSocket: *vppStats},
 		RunDir: *runDir,
 		Logger: log.With("path", "vpp"),
+		// Uplinks that name a PF (avf, dpdk-vf) borrow a VF from the
+		// same pool as the sriov paths' pods.
+		VFs: vfs,
 	})
 	if err != nil {
 		return err

@@ -56,6 +56,9 @@ type Options struct {
 	Workers int
 	// Without lists plugins to leave out (e.g. "vhost_plugin.so").
 	Without []string
+	// With lists plugins to load besides the test set (e.g.
+	// "avf_plugin.so").
+	With []string
 }
 
 // VPP is one running test VPP.
@@ -152,7 +155,7 @@ func WriteConf(path, dir, prefix string, o Options) error {
 		return err
 	}
 	err = template.Must(template.New("c").Parse(confTmpl)).Execute(f, map[string]any{
-		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers, "Plugins": plugins(o.Without), "Prefix": prefix,
+		"Dir": dir, "Busy": o.Busy, "Workers": o.Workers, "Plugins": plugins(o.Without, o.With), "Prefix": prefix,
 	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -160,10 +163,10 @@ func WriteConf(path, dir, prefix string, o Options) error {
 	return err
 }
 
-func plugins(without []string) []string {
+func plugins(without, with []string) []string {
 	var out []string
-	for _, p := range testPlugins {
-		if !slices.Contains(without, p) {
+	for _, p := range append(slices.Clone(testPlugins), with...) {
+		if !slices.Contains(without, p) && !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
