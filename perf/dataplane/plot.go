@@ -60,20 +60,26 @@ func (run *Run) plot(dir string) ([]string, error) {
 		get  func(Latency) float64
 	}{{"p50", func(l Latency) float64 { return l.P50Us }}, {"p99", func(l Latency) float64 { return l.P99Us }}} {
 		lp := plot.New()
-		lp.Title.Text = fmt.Sprintf("latency %s vs load (64 B, Go generator)", q.name)
+		lp.Title.Text = fmt.Sprintf("latency %s vs load (64 B)", q.name)
 		lp.X.Label.Text = "offered load, % of NDR"
 		lp.Y.Label.Text = q.name + " latency, µs"
 		var ls []any
 		for _, n := range names {
 			for _, r := range byScenario[n] {
-				if r.Profile != "64" || len(r.Latency) == 0 {
+				if r.Profile != "64" {
 					continue
 				}
-				xy := make(plotter.XYs, len(r.Latency))
-				for i, l := range r.Latency {
-					xy[i] = plotter.XY{X: float64(l.Percent), Y: q.get(l.Latency)}
+				byGen := map[string]plotter.XYs{}
+				var gens []string
+				for _, l := range r.Latency {
+					if _, ok := byGen[l.Generator]; !ok {
+						gens = append(gens, l.Generator)
+					}
+					byGen[l.Generator] = append(byGen[l.Generator], plotter.XY{X: float64(l.Percent), Y: q.get(l.Latency)})
 				}
-				ls = append(ls, n, xy)
+				for _, g := range gens {
+					ls = append(ls, n+" ("+g+")", byGen[g])
+				}
 			}
 		}
 		if len(ls) == 0 {

@@ -57,17 +57,19 @@ type Result struct {
 	// the search range).
 	Converged bool           `json:"converged"`
 	Trials    []search.Trial `json:"trials"`
-	// Latency at fractions of NDR (Go generator only).
+	// Latency at fractions of NDR (64 B): TRex's latency stream beside
+	// the traffic, and the Go generator's stamped frames.
 	Latency []LatencyPoint `json:"latency,omitempty"`
 	Error   string         `json:"error,omitempty"`
 }
 
 // LatencyPoint is latency measured at Percent of NDR.
 type LatencyPoint struct {
-	Percent int     `json:"percent_of_ndr"`
-	Rate    float64 `json:"rate_pps"`
-	Loss    float64 `json:"loss"`
-	Latency Latency `json:"latency"`
+	Generator string  `json:"generator"`
+	Percent   int     `json:"percent_of_ndr"`
+	Rate      float64 `json:"rate_pps"`
+	Loss      float64 `json:"loss"`
+	Latency   Latency `json:"latency"`
 }
 
 func (r *Result) gbps(pps float64) float64 { return pps * (r.MeanSize + 20) * 8 / 1e9 }
@@ -134,7 +136,7 @@ func (run *Run) markdown(plots []string) string {
 	fmt.Fprintf(&b, "# telcni data path report, %s\n\n", run.Started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Host %s, %d CPUs, load average at start %s. Go %s.\n\n", run.Host, run.CPUs, run.Load, runtime.Version())
 	s := run.Search
-	fmt.Fprintf(&b, "Search: MLRsearch-style NDR (0 loss) and PDR (≤ %.2f %% loss), %d phase(s) from %s to %s trials, precision %.1f %%, max rate %.0f pps. Unidirectional, port 0 → port 1. Latency: %s trials at 10/50/90 %% of NDR (Go generator).\n\n",
+	fmt.Fprintf(&b, "Search: MLRsearch-style NDR (0 loss) and PDR (≤ %.2f %% loss), %d phase(s) from %s to %s trials, precision %.1f %%, max rate %.0f pps. Unidirectional, port 0 → port 1. Latency: %s trials at 10/50/90 %% of NDR.\n\n",
 		s.PDRLoss*100, s.Phases, s.InitialDuration, s.FinalDuration, s.Precision*100, s.MaxRate, s.LatencyDuration)
 	b.WriteString("## Scenarios\n\n| scenario | how |\n|---|---|\n")
 	for _, d := range run.Scenarios {
@@ -155,10 +157,10 @@ func (run *Run) markdown(plots []string) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %.3f | %.2f | %.3f | %d | %v |\n", r.Scenario, r.Generator, r.Profile,
 			r.NDR/1e6, r.gbps(r.NDR), r.PDR/1e6, len(r.Trials), r.Converged)
 	}
-	b.WriteString("\n## Latency (µs, Go generator)\n\n| scenario | frame | % of NDR | rate pps | loss | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Latency (µs, at a fraction of the scenario's NDR)\n\nTRex: a 64 B latency stream (its own timestamps, histogram buckets of 10 µs below 100 µs, then a tenth of the decade) beside the traffic. Go generator: every frame stamped; 1 µs buckets.\n\n| scenario | generator | frame | % of NDR | rate pps | loss | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		for _, l := range r.Latency {
-			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.4f %% | %.0f | %.0f | %.0f | %.0f |\n", r.Scenario, r.Profile, l.Percent, l.Rate, l.Loss*100,
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f | %.4f %% | %.0f | %.0f | %.0f | %.0f |\n", r.Scenario, l.Generator, r.Profile, l.Percent, l.Rate, l.Loss*100,
 				l.Latency.P50Us, l.Latency.P90Us, l.Latency.P99Us, l.Latency.MaxUs)
 		}
 	}

@@ -157,6 +157,9 @@ func measureTRex(t *testing.T, dut *DUT, profiles []Profile) []Result {
 		if (*flagDebug || !res.Converged) && dut.Counters != nil {
 			t.Logf("device counters:\n%s", dut.Counters())
 		}
+		if *flagLatency > 0 && res.NDR > 0 && p.Name == "64" {
+			res.Latency = g.latency(ctx, t, p, res.NDR, *flagLatency)
+		}
 		out = append(out, res)
 	}
 	return out
@@ -215,7 +218,7 @@ func measureGo(t *testing.T, dut *DUT, profiles []Profile, withSearch bool, earl
 			// Attach the latency to the TRex result measured before.
 			for i := range earlier {
 				if earlier[i].Scenario == dut.Name && earlier[i].Profile == p.Name {
-					earlier[i].Latency = res.Latency
+					earlier[i].Latency = append(earlier[i].Latency, res.Latency...)
 				}
 			}
 		}
@@ -238,7 +241,7 @@ func latency(ctx context.Context, t *testing.T, g *goGen, ndr float64) []Latency
 		}
 		l := g.last.summary()
 		t.Logf("latency at %d %% of NDR (%.0f pps): p50 %.0f µs p90 %.0f µs p99 %.0f µs max %.0f µs, loss %.4f %%", pct, rate, l.P50Us, l.P90Us, l.P99Us, l.MaxUs, loss*100)
-		pts = append(pts, LatencyPoint{Percent: pct, Rate: rate, Loss: loss, Latency: l})
+		pts = append(pts, LatencyPoint{Generator: "go", Percent: pct, Rate: rate, Loss: loss, Latency: l})
 	}
 	return pts
 }

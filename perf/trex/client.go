@@ -365,9 +365,21 @@ func (c *Client) SetService(ctx context.Context, port int, on bool) error {
 // AddStream adds a continuous stream sending frame at pps packets per
 // second (before the start_traffic multiplier). The frame is sent as is,
 // its MACs included (flags: source and destination MAC from the packet,
-// not from the port's configuration); TRex pads frames shorter than 60 bytes and appends the 4-byte FCS on the
-// wire accounting only.
+// not from the port's configuration); TRex pads frames shorter than 60
+// bytes and appends the 4-byte FCS on the wire accounting only.
 func (c *Client) AddStream(ctx context.Context, port int, streamID uint32, frame []byte, pps float64) error {
+	return c.addStream(ctx, port, streamID, frame, pps, map[string]any{"enabled": false})
+}
+
+// AddLatencyStream adds a stream like AddStream whose frames carry TRex's
+// latency signature, counted under packet group pgid on the receiving
+// port (PGIDStats). TRex writes the signature over the frame's last 16
+// bytes of payload.
+func (c *Client) AddLatencyStream(ctx context.Context, port int, streamID, pgid uint32, frame []byte, pps float64) error {
+	return c.addStream(ctx, port, streamID, frame, pps, map[string]any{"enabled": true, "rule_type": "latency", "stream_id": pgid})
+}
+
+func (c *Client) addStream(ctx context.Context, port int, streamID uint32, frame []byte, pps float64, flowStats map[string]any) error {
 	stream := map[string]any{
 		"enabled":        true,
 		"self_start":     true,
@@ -384,7 +396,7 @@ func (c *Client) AddStream(ctx context.Context, port int, streamID uint32, frame
 			"meta":   "",
 		},
 		"vm":         map[string]any{"instructions": []any{}, "split_by_var": ""},
-		"flow_stats": map[string]any{"enabled": false},
+		"flow_stats": flowStats,
 	}
 	return c.ownedCall(ctx, "add_stream", port, map[string]any{"stream_id": streamID, "stream": stream}, nil)
 }
@@ -404,6 +416,16 @@ func (c *Client) StartTraffic(ctx context.Context, port int, pps float64, d time
 	return c.ownedCall(ctx, "start_traffic", port, map[string]any{
 		"mul":      map[string]any{"type": "pps", "op": "abs", "value": pps},
 		"duration": dur,
+		"force":    true,
+	}, nil)
+}
+
+// StartTrafficAsIs starts a port's streams at their own rates (the
+// multiplier 1, type "raw"), for d.
+func (c *Client) StartTrafficAsIs(ctx context.Context, port int, d time.Duration) error {
+	return c.ownedCall(ctx, "start_traffic", port, map[string]any{
+		"mul":      map[string]any{"type": "raw", "op": "abs", "value": 1.0},
+		"duration": d.Seconds(),
 		"force":    true,
 	}, nil)
 }

@@ -194,3 +194,69 @@ func TestOfferedCountsShortfallAsSent(t *testing.T) {
 		}
 	}
 }
+
+func TestLatencyQuantile(t *testing.T) {
+	// A histogram TRex 3.08 returned (1,001 frames through the Go forwarder).
+	l := Latency{MaxUs: 2393, Histogram: map[float64]uint64{30: 2, 40: 2, 50: 1, 60: 4, 70: 3, 80: 7, 90: 6, 100: 35, 200: 61,
+		300: 30, 400: 43, 500: 52, 600: 43, 700: 69, 800: 71, 900: 60, 1000: 487, 2000: 19, 3000: 2, 8000: 2, 9000: 1, 20000: 1}}
+	for _, c := range []struct{ q, want float64 }{
+		{0.001, 40},  // the first 2 of 1,001 are in 30-39
+		{0.5, 2000},  // 1000-1999
+		{0.99, 2393}, // 2000-2999, capped by the maximum
+		{0.0001, 40}, // at least one frame
+	} {
+		if got := l.Quantile(c.q); got != c.want {
+			t.Errorf("Quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := (Latency{}).Quantile(0.5); got != 0 {
+		t.Errorf("empty histogram: %v", got)
+	}
+}
+
+// TestTRexLatency: a latency stream through the Go forwarder is counted in
+// its packet group with a latency histogram.
+func TestTRexLatency(t *testing.T) {
+	s := StartServer(t)
+	c := s.Client
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for p := 0; p < 2; p++ {
+		if err := c.Acquire(ctx, p, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Reset(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.AddLatencyStream(ctx, 0, 1, 7, UDPFrame(UDPFrameSpec{Size: 64}), 2000); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartTrafficAsIs(ctx, 0, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var l Latency
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if l, err = c.PGIDStats(ctx, 7); err == nil && l.Received >= 1900 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inHist uint64
+	for _, n := range l.Histogram {
+		inHist += n
+	}
+	t.Logf("latency: %d sent, %d received, min %.0f avg %.0f p50 %.0f p99 %.0f max %.0f µs", l.Sent, l.Received, l.MinUs, l.AvgUs, l.Quantile(0.5), l.Quantile(0.99), l.MaxUs)
+	if l.Received < 1900 || l.Received > 2100 || l.Sent != l.Received {
+		t.Errorf("%d latency frames received, want about 2000", l.Received)
+	}
+	if inHist == 0 || l.MinUs <= 0 || l.MinUs > l.AvgUs || l.AvgUs > l.MaxUs || l.Quantile(0.5) > l.Quantile(0.99) {
+		t.Errorf("latency %+v is not ordered", l)
+	}
+	if _, err := c.PGIDStats(ctx, 99); err == nil {
+		t.Error("a packet group nobody sent: no error")
+	}
+}
