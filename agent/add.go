@@ -57,6 +57,13 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 		return nil, err
 	}
 	ph.done("attach")
+	if err := a.enforceAtAdd(ctx, rec); err != nil {
+		if terr := a.teardown(ctx, rec, false); terr != nil {
+			a.log.Error("ADD rollback incomplete", "container", rec.ContainerID, "err", terr)
+		}
+		return nil, err
+	}
+	ph.done("policy")
 	rec.State = StateReady
 	if err := a.store.Batch(func(tx *ipam.Tx) error { return tx.PutRecord(rec.Key, rec) }); err != nil {
 		a.detachAll(ctx, rec)
@@ -65,6 +72,7 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 	}
 	ph.done("ready")
 	a.publishStatus(ctx, rec)
+	a.notifyChanged()
 	a.log.Info("ADD", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "mode", rec.Mode, "interfaces", len(rec.Interfaces))
 	return rec, nil
 }

@@ -52,6 +52,10 @@ type Agent struct {
 	// goneGrace: attachments younger than this are never freed as a gone
 	// pod's (cluster.go).
 	goneGrace time.Duration
+	// changed is told about attachments made or removed, policies give
+	// a new interface its rules during ADD (policy.go).
+	changed  func()
+	policies PolicySource
 }
 
 // New returns an agent. Call Recover once before serving.

@@ -47,6 +47,7 @@ func (a *Agent) delKey(ctx context.Context, key string) (*Attachment, error) {
 	if err := a.teardown(ctx, rec, true); err != nil {
 		return nil, err
 	}
+	a.notifyChanged()
 	a.log.Info("DEL", "container", rec.ContainerID, "pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "interfaces", len(rec.Interfaces))
 	return rec, nil
 }

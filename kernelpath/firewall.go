@@ -44,12 +44,7 @@ func ApplyFirewall(target netns.NsHandle, req *attach.Request) error {
 		return fmt.Errorf("nftables in %s: %w", req.Netns, err)
 	}
 	table := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: fwTable})
-	accept := nftables.ChainPolicyAccept
-	base := map[string]*nftables.Chain{}
-	for name, hook := range map[string]*nftables.ChainHook{fwInput: nftables.ChainHookInput, fwOutput: nftables.ChainHookOutput} {
-		base[name] = c.AddChain(&nftables.Chain{Name: name, Table: table, Type: nftables.ChainTypeFilter,
-			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	}
+	base := baseChains(c, table)
 	for _, dir := range []string{"ingress", "egress"} {
 		name := fwChainName(req.IfName, dir)
 		chain := c.AddChain(&nftables.Chain{Name: name, Table: table})
@@ -141,17 +136,31 @@ func ifnameBytes(name string) []byte {
 	return b
 }
 
-// RemoveFirewall deletes the interface's chains and the jumps to them.
+// RemoveFirewall deletes the interface's chains (firewall and network
+// policy) and the jumps to them. It looks whether there are any rather
+// than at the network's rules: policy chains exist without them.
 func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
-	if len(rec.Network.Firewall) == 0 {
-		return nil
-	}
 	c, err := nftables.New(nftables.WithNetNSFd(int(target)))
 	if err != nil {
 		return fmt.Errorf("nftables in %s: %w", rec.Netns, err)
 	}
+	have, err := tableChains(c)
+	if err != nil && len(rec.Network.Firewall) == 0 {
+		// nftables does not answer (a kernel without nf_tables): then no
+		// policy chain can exist either, and DEL must not fail for it.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", rec.Netns, err)
+	}
+	if len(have) == 0 {
+		return nil // no table: nothing of ours is left
+	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: fwTable}
 	for _, base := range []string{fwInput, fwOutput} {
+		if !have[base] {
+			continue
+		}
 		rules, err := c.GetRules(table, &nftables.Chain{Name: base, Table: table})
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
@@ -160,7 +169,7 @@ func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 			return fmt.Errorf("list firewall rules in %s: %w", rec.Netns, err)
 		}
 		for _, r := range rules {
-			if string(r.UserData) == rec.IfName {
+			if tag := string(r.UserData); tag == rec.IfName || tag == mnpJumpTag+rec.IfName {
 				if err := c.DelRule(r); err != nil {
 					return fmt.Errorf("delete firewall jump for %s: %w", rec.IfName, err)
 				}
@@ -168,19 +177,22 @@ func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 		}
 	}
 	for _, dir := range []string{"ingress", "egress"} {
-		c.DelChain(&nftables.Chain{Name: fwChainName(rec.IfName, dir), Table: table})
+		for _, name := range []string{fwChainName(rec.IfName, dir), mnpChainName(rec.IfName, dir)} {
+			if have[name] {
+				c.DelChain(&nftables.Chain{Name: name, Table: table})
+			}
+		}
 	}
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove firewall of %s in %s: %w", rec.IfName, rec.Netns, err)
 	}
 	// The pod's last firewalled interface takes the table (and its base
 	// chains) with it: nothing of telcni's stays in a pod's netns.
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return fmt.Errorf("list firewall chains in %s: %w", rec.Netns, err)
+	if have, err = tableChains(c); err != nil {
+		return fmt.Errorf("%s: %w", rec.Netns, err)
 	}
-	for _, ch := range chains {
-		if ch.Table.Name == fwTable && ch.Name != fwInput && ch.Name != fwOutput {
+	for name := range have {
+		if name != fwInput && name != fwOutput {
 			return nil // another interface's chains remain
 		}
 	}

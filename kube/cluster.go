@@ -46,6 +46,7 @@ type Config struct {
 // Cluster is one agent's connection to the API server.
 type Cluster struct {
 	cfg    Config
+	rc     *rest.Config // the agent's, for controllers that make their own clients
 	client kubernetes.Interface
 	dyn    dynamic.Interface
 	log    *slog.Logger
@@ -114,7 +115,7 @@ func New(rc *rest.Config, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	c := &Cluster{cfg: cfg, client: client, dyn: dyn, log: cfg.Log.With("component", "kube")}
+	c := &Cluster{cfg: cfg, rc: rc, client: client, dyn: dyn, log: cfg.Log.With("component", "kube")}
 	// Only this node's pods: an agent never watches the whole cluster's.
 	c.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {

@@ -35,14 +35,27 @@ func aclTag(podTag, dir string) string {
 	return fmt.Sprintf("%sacl:%016x:%s", tagPrefix, h.Sum64(), dir)
 }
 
+var (
+	any4 = netip.MustParsePrefix("0.0.0.0/0")
+	any6 = netip.MustParsePrefix("::/0")
+)
+
 // aclRules translates the network's rules for one direction into a VPP
 // ACL. The pod's ingress is traffic VPP sends out of the pod interface, so
 // its peer is the source; egress the reverse. VPP ends an ACL with an
 // implicit deny, while telcni's rules accept what no rule matches: the ACL
 // ends with permit-any for both families.
 func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
-	any4 := netip.MustParsePrefix("0.0.0.0/0")
-	any6 := netip.MustParsePrefix("::/0")
+	out := firewallACL(rules, dir, acl_types.ACL_ACTION_API_PERMIT)
+	if len(out) == 0 {
+		return nil
+	}
+	return append(out, permitAny(acl_types.ACL_ACTION_API_PERMIT)...)
+}
+
+// firewallACL is the network's rules for one direction, without the
+// closing permit-any; permit is the action of accept rules.
+func firewallACL(rules []FirewallRule, dir string, permit acl_types.ACLAction) []acl_types.ACLRule {
 	var out []acl_types.ACLRule
 	for _, r := range rules {
 		if r.Direction != dir {
@@ -65,7 +78,7 @@ func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
 				local = any6
 			}
 			for _, port := range ports {
-				rule := acl_types.ACLRule{IsPermit: acl_types.ACL_ACTION_API_PERMIT, Proto: aclProtocols[r.Protocol],
+				rule := acl_types.ACLRule{IsPermit: permit, Proto: aclProtocols[r.Protocol],
 					SrcportOrIcmptypeLast: 65535, DstportOrIcmpcodeLast: 65535}
 				if r.Drop {
 					rule.IsPermit = acl_types.ACL_ACTION_API_DENY
@@ -85,11 +98,14 @@ func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
 			}
 		}
 	}
-	if len(out) == 0 {
-		return nil
-	}
+	return out
+}
+
+// permitAny permits everything of both families.
+func permitAny(permit acl_types.ACLAction) []acl_types.ACLRule {
+	var out []acl_types.ACLRule
 	for _, p := range []netip.Prefix{any4, any6} {
-		out = append(out, acl_types.ACLRule{IsPermit: acl_types.ACL_ACTION_API_PERMIT, SrcPrefix: toPrefix(p), DstPrefix: toPrefix(p),
+		out = append(out, acl_types.ACLRule{IsPermit: permit, SrcPrefix: toPrefix(p), DstPrefix: toPrefix(p),
 			SrcportOrIcmptypeLast: 65535, DstportOrIcmpcodeLast: 65535})
 	}
 	return out
@@ -98,10 +114,18 @@ func aclRules(rules []FirewallRule, dir string) []acl_types.ACLRule {
 // applyFirewall creates or updates the pod interface's ACLs and binds
 // them: the pod's egress as VPP input, its ingress as VPP output. It runs
 // at every reconcile, so an existing ACL is replaced in place (it stays
-// bound while its rules change): the pod is never left unfiltered.
+// bound while its rules change): the pod is never left unfiltered. The
+// ACLs hold the network's firewall, then the interface's
+// MultiNetworkPolicy (netpolicy.go).
 func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error {
-	if len(rec.Spec.Network.Firewall) == 0 {
+	pol, hasPolicy := m.policyOf(rec.Spec.Tag())
+	if len(rec.Spec.Network.Firewall) == 0 && !hasPolicy {
 		return nil
+	}
+	if !pol.Open() {
+		if err := v.reclassifySessions(ctx); err != nil {
+			return err
+		}
 	}
 	existing, err := v.acls(ctx)
 	if err != nil {
@@ -115,7 +139,7 @@ func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error 
 	for _, dir := range []string{"egress", "ingress"} {
 		tag := aclTag(rec.Spec.Tag(), dir)
 		idx, have := byTag[tag]
-		rules := aclRules(rec.Spec.Network.Firewall, dir)
+		rules := podACL(rec.Spec.Network.Firewall, pol, dir)
 		if rules == nil {
 			if have {
 				stale = append(stale, idx) // this direction lost its rules

@@ -218,10 +218,11 @@ func (m *Manager) deletePod(ctx context.Context, v *vpp, rec Record) error {
 			return err
 		}
 	}
-	if len(rec.Spec.Network.Firewall) > 0 {
+	if _, hasPolicy := m.policyOf(tag); len(rec.Spec.Network.Firewall) > 0 || hasPolicy {
 		if err := m.removeFirewall(ctx, v, tag); err != nil {
 			return err
 		}
+		m.forgetPolicy(tag)
 	}
 	if rec.Spec.Network.Kind == KindMemif {
 		if err := m.deleteSocket(ctx, v, rec.Socket); err != nil {

@@ -27,8 +27,15 @@ import (
 	"github.com/telcni/telcni/kube"
 	"github.com/telcni/telcni/netsource"
 	"github.com/telcni/telcni/podres"
+	"github.com/telcni/telcni/policy"
 	"github.com/telcni/telcni/sriov"
 	"github.com/telcni/telcni/vppagent"
+)
+
+// The kernel and VPP paths enforce MultiNetworkPolicy.
+var (
+	_ agent.PolicyEnforcer = (*kernelpath.Path)(nil)
+	_ agent.PolicyEnforcer = (*vppagent.Path)(nil)
 )
 
 func main() {
@@ -53,6 +60,13 @@ func connectCluster(ctx context.Context, kubeconfig string, cfg kube.Config) (*k
 		return nil, err
 	}
 	return c, nil
+}
+
+// policySource gives the agent's ADD the controller's view of policies.
+type policySource struct{ pc *kube.PolicyController }
+
+func (s policySource) RulesFor(pi agent.PolicyInterface) (policy.Rules, bool) {
+	return s.pc.RulesFor(kube.PolicyTarget(pi))
 }
 
 func splitList(s string) []string {
@@ -187,6 +201,34 @@ func run() error {
 		kubeDone := make(chan struct{})
 		go func() { defer close(kubeDone); cluster.Run(ctx, store) }() // owned: ends with ctx
 		defer func() { stop(); <-kubeDone }()
+		// MultiNetworkPolicy on the node's interfaces, changed on running
+		// pods; its first pass re-applies everything after a restart.
+		pc, err := cluster.PolicyController(kube.PolicyConfig{
+			Targets: func(ctx context.Context) ([]kube.PolicyTarget, error) {
+				ifs, err := a.PolicyInterfaces(ctx)
+				out := make([]kube.PolicyTarget, len(ifs))
+				for i, pi := range ifs {
+					out[i] = kube.PolicyTarget(pi)
+				}
+				return out, err
+			},
+			Apply: func(ctx context.Context, t kube.PolicyTarget, r policy.Rules) error {
+				return a.EnforcePolicy(ctx, agent.PolicyInterface(t), r)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		a.OnAttachmentsChanged(pc.Poke)
+		a.UsePolicies(policySource{pc})
+		policyDone := make(chan struct{})
+		go func() { // owned: ends with ctx
+			defer close(policyDone)
+			if err := pc.Run(ctx); err != nil {
+				log.Error("MultiNetworkPolicy controller stopped: policies are not enforced", "err", err)
+			}
+		}()
+		defer func() { stop(); <-policyDone }()
 	}
 	// Host links follow network definitions as files are added, changed
 	// or removed; the loop is owned here and ends with ctx.

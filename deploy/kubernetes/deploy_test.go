@@ -33,6 +33,7 @@ import (
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/internal/kubetest"
+	"github.com/telcni/telcni/policy"
 )
 
 const (
@@ -58,8 +59,10 @@ func TestDeploy(t *testing.T) {
 // TestExamples: the example NADs are networks telcni accepts, and the
 // example pod's annotation selects them.
 func TestExamples(t *testing.T) {
-	var nads, pods int
-	for _, doc := range docs(t, "examples/networks.yaml", "examples/pod.yaml") {
+	var nads, pods, policies int
+	var du *policy.Pod
+	var mnps []*policy.MultiNetworkPolicy
+	for _, doc := range docs(t, "examples/networks.yaml", "examples/pod.yaml", "examples/policy.yaml") {
 		switch doc.GetKind() {
 		case "NetworkAttachmentDefinition":
 			config, _, _ := unstructured.NestedString(doc.Object, "spec", "config")
@@ -76,10 +79,31 @@ func TestExamples(t *testing.T) {
 				t.Errorf("examples: pod %s: selections %+v: %v", doc.GetName(), sel, err)
 			}
 			pods++
+			du = &policy.Pod{Namespace: doc.GetNamespace(), Name: doc.GetName(), Labels: doc.GetLabels()}
+		case "MultiNetworkPolicy":
+			var p policy.MultiNetworkPolicy
+			b, _ := json.Marshal(doc.Object)
+			if err := json.Unmarshal(b, &p); err != nil {
+				t.Errorf("examples: MultiNetworkPolicy %s: %v", doc.GetName(), err)
+				continue
+			}
+			mnps = append(mnps, &p)
+			policies++
 		}
 	}
-	if nads != 2 || pods != 1 {
-		t.Errorf("examples: %d NADs and %d pods, want 2 and 1", nads, pods)
+	if nads != 2 || pods != 1 || policies != 1 {
+		t.Errorf("examples: %d NADs, %d pods and %d policies, want 2, 1 and 1", nads, pods, policies)
+	}
+	// The policy isolates the example pod's fronthaul interface, not its
+	// memif, and compiles without ignoring anything: no ru pod exists, so
+	// what it allows is the core's /16 without its last /24 (8 prefixes).
+	if du != nil {
+		x := policy.NewIndex(&policy.Input{Policies: mnps, Pods: []*policy.Pod{du}})
+		fh, _ := x.Compile(policy.Target{Pod: du, Network: "ran/fronthaul"})
+		up, _ := x.Compile(policy.Target{Pod: du, Network: "ran/userplane-fast"})
+		if !fh.Ingress.Isolated || len(fh.Ingress.Allow) != 8 || fh.Egress.Isolated || !up.Open() || len(x.Notes) != 0 {
+			t.Errorf("examples: policy on du-1: fronthaul %+v, userplane %+v, notes %q", fh, up, x.Notes)
+		}
 	}
 }
 
@@ -105,9 +129,11 @@ func testDryRun(t *testing.T, env *kubetest.Env) {
 		return string(out)
 	}
 	run("apply", "-k", "nad-crd")
+	run("apply", "-k", "multi-networkpolicy-crd")
 	run("apply", "-f", "base/crds")
 	run("wait", "--for=condition=Established", "--timeout=30s",
-		"crd/network-attachment-definitions.k8s.cni.cncf.io", "crd/ipblocks.telcni.io", "crd/ipreservations.telcni.io")
+		"crd/network-attachment-definitions.k8s.cni.cncf.io", "crd/multi-networkpolicies.k8s.cni.cncf.io",
+		"crd/ipblocks.telcni.io", "crd/ipreservations.telcni.io")
 	run("apply", "-f", "base/namespace.yaml", "-f", "examples/namespace.yaml")
 
 	want := []string{
@@ -142,8 +168,8 @@ func testDryRun(t *testing.T, env *kubetest.Env) {
 	for _, o := range list(t, run("apply", "--dry-run=server", "-o", "json", "-k", "examples")) {
 		kinds = append(kinds, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
 	}
-	if len(kinds) != 4 {
-		t.Errorf("examples: the server dry run made %v, want a namespace, two NADs and a pod", kinds)
+	if len(kinds) != 5 {
+		t.Errorf("examples: the server dry run made %v, want a namespace, two NADs, a pod and a MultiNetworkPolicy", kinds)
 	}
 }
 
@@ -327,6 +353,8 @@ func testRBAC(t *testing.T, env *kubetest.Env) {
 		{"get", "", "namespaces", ""}, {"list", "", "namespaces", ""}, {"watch", "", "namespaces", ""},
 		{"get", "k8s.cni.cncf.io", "network-attachment-definitions", "ran"}, {"list", "k8s.cni.cncf.io", "network-attachment-definitions", ""},
 		{"watch", "k8s.cni.cncf.io", "network-attachment-definitions", ""},
+		{"get", "k8s.cni.cncf.io", "multi-networkpolicies", "ran"}, {"list", "k8s.cni.cncf.io", "multi-networkpolicies", ""},
+		{"watch", "k8s.cni.cncf.io", "multi-networkpolicies", ""},
 		{"create", "", "events", "ran"}, {"patch", "", "events", "ran"}, {"create", "events.k8s.io", "events", "ran"}, {"patch", "events.k8s.io", "events", "ran"},
 		{"get", "telcni.io", "ipblocks", ""}, {"list", "telcni.io", "ipblocks", ""}, {"watch", "telcni.io", "ipblocks", ""},
 		{"create", "telcni.io", "ipblocks", ""}, {"delete", "telcni.io", "ipblocks", ""},
@@ -342,6 +370,8 @@ func testRBAC(t *testing.T, env *kubetest.Env) {
 		{"create", "", "namespaces", ""}, {"delete", "", "namespaces", ""}, {"update", "", "namespaces", ""},
 		{"create", "k8s.cni.cncf.io", "network-attachment-definitions", "ran"}, {"update", "k8s.cni.cncf.io", "network-attachment-definitions", "ran"},
 		{"delete", "k8s.cni.cncf.io", "network-attachment-definitions", "ran"},
+		{"create", "k8s.cni.cncf.io", "multi-networkpolicies", "ran"}, {"update", "k8s.cni.cncf.io", "multi-networkpolicies", "ran"},
+		{"patch", "k8s.cni.cncf.io", "multi-networkpolicies", "ran"}, {"delete", "k8s.cni.cncf.io", "multi-networkpolicies", "ran"},
 		{"delete", "", "events", "ran"}, {"update", "telcni.io", "ipblocks", ""}, {"patch", "telcni.io", "ipreservations", ""},
 		{"deletecollection", "telcni.io", "ipblocks", ""},
 		{"create", "coordination.k8s.io", "leases", "kube-system"}, {"delete", "coordination.k8s.io", "leases", "telcni-system"},
@@ -382,6 +412,14 @@ func testRBAC(t *testing.T, env *kubetest.Env) {
 	}
 	if _, err := agent.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("the agent cannot list pods: %v", err)
+	}
+	// What the policy controller's informers list, cluster-wide.
+	mnpGVR := schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1beta1", Resource: "multi-networkpolicies"}
+	if _, err := agentDyn.Resource(mnpGVR).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("the agent cannot list MultiNetworkPolicies: %v", err)
+	}
+	if _, err := agent.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("the agent cannot list namespaces: %v", err)
 	}
 	r := obj("IPReservation", "res-rbac", map[string]any{"network": "ran/fronthaul", "address": "10.20.0.12",
 		"containerID": "c1", "ifName": "net1", "node": "node-a"})

@@ -20,13 +20,15 @@ import (
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // InstallCRDs creates the CRDs shipped in deploy/kubernetes (telcni.io and
-// the NPWG NetworkAttachmentDefinition) and waits until they are served.
+// the NPWG NetworkAttachmentDefinition and MultiNetworkPolicy) and waits
+// until they are served.
 func (e *Env) InstallCRDs(t testing.TB) {
 	t.Helper()
 	root := moduleRoot()
 	files, _ := filepath.Glob(filepath.Join(root, "deploy/kubernetes/base/crds/*.yaml"))
 	nad, _ := filepath.Glob(filepath.Join(root, "deploy/kubernetes/nad-crd/*.yaml"))
-	files = append(files, nad...)
+	mnp, _ := filepath.Glob(filepath.Join(root, "deploy/kubernetes/multi-networkpolicy-crd/*.yaml"))
+	files = append(append(files, nad...), mnp...)
 	dyn := dynamic.NewForConfigOrDie(e.Config)
 	n := 0
 	for _, f := range files {
@@ -49,12 +51,12 @@ func (e *Env) InstallCRDs(t testing.TB) {
 			n++
 		}
 	}
-	if n < 3 {
-		t.Fatalf("found %d CRDs under %s/deploy/kubernetes, want IPBlock, IPReservation and NetworkAttachmentDefinition", n, root)
+	if n < 4 {
+		t.Fatalf("found %d CRDs under %s/deploy/kubernetes, want IPBlock, IPReservation, NetworkAttachmentDefinition and MultiNetworkPolicy", n, root)
 	}
 	dc := discovery.NewDiscoveryClientForConfigOrDie(e.Config)
 	deadline := time.Now().Add(30 * time.Second)
-	for _, gv := range []string{"telcni.io/v1alpha1", "k8s.cni.cncf.io/v1"} {
+	for _, gv := range []string{"telcni.io/v1alpha1", "k8s.cni.cncf.io/v1", "k8s.cni.cncf.io/v1beta1"} {
 		for {
 			if _, err := dc.ServerResourcesForGroupVersion(gv); err == nil {
 				break

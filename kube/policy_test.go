@@ -1,0 +1,239 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/telcni/telcni/api"
+	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/kernelpath"
+	"github.com/telcni/telcni/policy"
+)
+
+// policyPod creates a pod with labels and its network-status on network
+// ran/fh, as its node's agent would have written it.
+func policyPod(t *testing.T, cs kubernetes.Interface, name, app, addr string) *corev1.Pod {
+	t.Helper()
+	st, _ := json.Marshal([]api.NetworkStatus{{Name: "ran/fh", Interface: "net1", IPs: []string{addr}}})
+	p, err := cs.CoreV1().Pods("ran").Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ran", Labels: map[string]string{"app": app},
+			Annotations: map[string]string{api.NetworkStatusAnnotation: string(st)}},
+		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func createPolicy(t *testing.T, rc *rest.Config, y string) {
+	t.Helper()
+	var obj map[string]any
+	if err := yaml.Unmarshal([]byte(y), &obj); err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	if _, err := dynamic.NewForConfigOrDie(rc).Resource(policy.GVR).Namespace(u.GetNamespace()).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create MultiNetworkPolicy: %v", err)
+	}
+}
+
+// TestPolicyControllerEnforcesOnRunningPods: a server pod and two clients
+// on one macvlan network (real netns, real UDP), their pods in a real API
+// server. Creating a MultiNetworkPolicy that admits only client a stops
+// client b's traffic within 2 s; relabelling b as an "a" admits it;
+// deleting the policy opens the server again within 2 s. No CNI call in
+// between: only the API changes.
+func TestPolicyControllerEnforcesOnRunningPods(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, macvlan and nftables")
+	}
+	rc, cs := apiserver(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// The data plane: server 10.9.0.10, a .20, b .30.
+	node, srvNS, aNS, bNS := netnstest.New(t), netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	netnstest.Uplink(t, node, "up0")
+	kp, err := kernelpath.New(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kp.Close()
+	fh, err := api.ParseNAD("fh", "ran", `{"cniVersion":"1.1.0","type":"telcni","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.9.0.0/24"}]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvIP := netip.MustParseAddr("10.9.0.10")
+	for ns, ip := range map[string]string{srvNS: "10.9.0.10/24", aNS: "10.9.0.20/24", bNS: "10.9.0.30/24"} {
+		if _, err := kp.Attach(ctx, &attach.Request{ContainerID: ns, Netns: ns, IfName: "net1", Network: fh,
+			IPs: []attach.IPConfig{{Address: netip.MustParsePrefix(ip)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := nftables.New(nftables.WithNetNSFd(netnstest.Fd(t, srvNS))); err != nil {
+		t.Skipf("no nftables: %v", err)
+	} else if _, err := c.ListTables(); err != nil {
+		t.Skipf("no nf_tables in this kernel: %v", err)
+	}
+
+	// The API side.
+	namespace(t, cs, "ran")
+	srv := policyPod(t, cs, "server", "server", "10.9.0.10")
+	policyPod(t, cs, "client-a", "a", "10.9.0.20")
+	policyPod(t, cs, "client-b", "b", "10.9.0.30")
+
+	var mu sync.Mutex
+	var applied []time.Time // when Apply isolated (true) or opened the server
+	var isolated []bool
+	srvTarget := PolicyTarget{Attachment: "srv/eth0", IfName: "net1", Pod: attach.Pod{Namespace: "ran", Name: "server", UID: string(srv.UID)}, Network: "ran/fh"}
+	pc, err := NewPolicyController(rc, PolicyConfig{
+		Targets: func(context.Context) ([]PolicyTarget, error) { return []PolicyTarget{srvTarget}, nil },
+		Apply: func(_ context.Context, tg PolicyTarget, r policy.Rules) error {
+			target, _, done, err := kernelpath.PodNetns(srvNS)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := kernelpath.ApplyNetworkPolicy(target, tg.IfName, r); err != nil {
+				return err
+			}
+			mu.Lock()
+			applied, isolated = append(applied, time.Now()), append(isolated, r.Ingress.Isolated)
+			mu.Unlock()
+			return nil
+		},
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pc.Run(ctx) }() // owned: ends with ctx, awaited below
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	probe := func(from string, wait time.Duration) bool {
+		c, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		_, err := netnstest.UDPEchoPort(c, from, srvNS, netip.AddrPortFrom(srvIP, 7000))
+		return err == nil
+	}
+	// until probes every 100 ms until from's traffic passes (want true) or
+	// not, and returns how long that took after start; 0 when it never did
+	// within bound.
+	until := func(from string, want bool, start time.Time, bound time.Duration) time.Duration {
+		for time.Since(start) < bound {
+			if probe(from, 150*time.Millisecond) == want {
+				return time.Since(start)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return 0
+	}
+	if !probe(aNS, 5*time.Second) || !probe(bNS, 2*time.Second) {
+		t.Fatal("no policy, yet traffic does not pass: the lab is broken")
+	}
+	lastApply := func(after time.Time) (time.Duration, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := len(applied) - 1; i >= 0; i-- {
+			if applied[i].After(after) {
+				return applied[i].Sub(after), isolated[i]
+			}
+		}
+		return 0, false
+	}
+
+	// A fresh CRD's watch lags its first events by up to seconds (the API
+	// server's watch cache waits for a resource version it has not seen):
+	// warm it with a policy elsewhere, then measure.
+	warm := time.Now()
+	createPolicy(t, rc, `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata: {name: warm-up, namespace: default, annotations: {k8s.v1.cni.cncf.io/policy-for: nothing}}
+spec: {podSelector: {}}`)
+	for len(pc.policies.GetStore().List()) == 0 {
+		if time.Since(warm) > 10*time.Second {
+			t.Fatal("the controller never saw the warm-up policy")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("first policy event reached the controller %v after its creation", time.Since(warm))
+
+	// 1. The policy: only app=a on UDP 7000.
+	start := time.Now()
+	createPolicy(t, rc, `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: only-a
+  namespace: ran
+  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+    ports: [{protocol: UDP, port: 7000}]`)
+	dropped := until(bNS, false, start, 2*time.Second)
+	if dropped == 0 {
+		t.Fatal("client b still reaches the server 2 s after the policy was created")
+	}
+	took, iso := lastApply(start)
+	t.Logf("policy created: applied %v after the API call (isolated %v), b's traffic dropped after %v", took, iso, dropped)
+	if !probe(aNS, 2*time.Second) {
+		t.Error("client a is allowed by the policy, yet dropped")
+	}
+
+	// 2. A label change admits b: pods are watched, not only policies.
+	start = time.Now()
+	patch := []byte(`{"metadata":{"labels":{"app":"a"}}}`)
+	if _, err := cs.CoreV1().Pods("ran").Patch(ctx, "client-b", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := until(bNS, true, start, 2*time.Second); d == 0 {
+		t.Error("client b relabelled app=a is still dropped after 2 s")
+	} else {
+		t.Logf("b relabelled: passes after %v", d)
+	}
+	if _, err := cs.CoreV1().Pods("ran").Patch(ctx, "client-b", types.MergePatchType, []byte(`{"metadata":{"labels":{"app":"b"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if until(bNS, false, time.Now(), 2*time.Second) == 0 {
+		t.Fatal("client b labelled back is not dropped again within 2 s")
+	}
+
+	// 3. Deleting the policy opens the server again.
+	start = time.Now()
+	if err := dynamic.NewForConfigOrDie(rc).Resource(policy.GVR).Namespace("ran").Delete(ctx, "only-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	passes := until(bNS, true, start, 2*time.Second)
+	if passes == 0 {
+		t.Fatal("client b still dropped 2 s after the policy was deleted")
+	}
+	took, iso = lastApply(start)
+	t.Logf("policy deleted: applied %v after the API call (isolated %v), b's traffic passes after %v", took, iso, passes)
+}
