@@ -106,6 +106,9 @@ func (run *Run) RatioLines() []string {
 		return "n/a"
 	}
 	lines := []string{fmt.Sprintf("perf-ratio vpp_l2=%s vpp_l3=%s", f("vpp-l2", "vpp-xconnect"), f("vpp-l3", "vpp-xconnect"))}
+	if _, ok := run.ratio("vpp-l2-acl1000", "vpp-l2", "64"); ok {
+		lines = append(lines, fmt.Sprintf("perf-ratio-acl vpp_l2_acl1000=%s", f("vpp-l2-acl1000", "vpp-l2")))
+	}
 	if _, ok := run.ratio("kernel-macvlan", "kernel-veth", "64"); ok {
 		lines = append(lines, fmt.Sprintf("perf-ratio-kernel macvlan=%s", f("kernel-macvlan", "kernel-veth")))
 	}

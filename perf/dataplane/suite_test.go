@@ -18,7 +18,7 @@ import (
 var (
 	flagOut       = flag.String("perf.out", "", "report directory (default <module>/perf/results/<date>)")
 	flagProfiles  = flag.String("perf.profiles", "64,512,1518,IMIX", "frame sizes (64-1518) and IMIX, comma-separated")
-	flagScenarios = flag.String("perf.scenarios", "vpp-l2,vpp-l3,vpp-xconnect,kernel-veth,kernel-macvlan", "scenarios, comma-separated")
+	flagScenarios = flag.String("perf.scenarios", "vpp-l2,vpp-l3,vpp-xconnect,vpp-l2-acl1000,kernel-veth,kernel-macvlan", "scenarios, comma-separated")
 	flagGenerator = flag.String("perf.generator", "auto", "VPP scenarios: auto (TRex where unpacked, else go), trex or go")
 	flagInitial   = flag.Duration("perf.initial", time.Second, "first phase's trial duration")
 	flagFinal     = flag.Duration("perf.final", 10*time.Second, "final phase's trial duration")

@@ -43,9 +43,25 @@ var (
 
 // vppScenarios are the scenarios a VPP serves.
 var vppScenarios = map[string]func(t testing.TB) *DUT{
-	"vpp-l2":       func(t testing.TB) *DUT { return telcniVPP(t, false) },
-	"vpp-l3":       func(t testing.TB) *DUT { return telcniVPP(t, true) },
+	"vpp-l2":       func(t testing.TB) *DUT { return telcniVPP(t, false, nil) },
+	"vpp-l3":       func(t testing.TB) *DUT { return telcniVPP(t, true, nil) },
 	"vpp-xconnect": xconnectVPP,
+	// 1,000 ACL rules on the L2 network (MultiNetworkPolicy and firewall
+	// rules both become these ACLs), against vpp-l2 without any.
+	"vpp-l2-acl1000": func(t testing.TB) *DUT { return telcniVPP(t, false, aclRules(1000)) },
+}
+
+// aclRules is a default-deny ingress firewall of n rules: n-2 that match
+// other peers, then the one that admits the generator's traffic, then a
+// drop of everything else.
+func aclRules(n int) []vppagent.FirewallRule {
+	var fw []vppagent.FirewallRule
+	for i := 0; i < n-2; i++ {
+		peer := netip.AddrFrom4([4]byte{172, 16, byte(i / 256), byte(i % 256)})
+		fw = append(fw, vppagent.FirewallRule{Direction: "ingress", Protocol: "udp", CIDR: netip.PrefixFrom(peer, 32), Ports: []int{12}})
+	}
+	fw = append(fw, vppagent.FirewallRule{Direction: "ingress", Protocol: "udp", CIDR: netip.MustParsePrefix("10.90.0.0/24"), Ports: []int{12}})
+	return append(fw, vppagent.FirewallRule{Direction: "ingress", Drop: true})
 }
 
 func startVPP(t testing.TB) *vpptest.VPP {
@@ -64,7 +80,7 @@ func shortDir(t testing.TB) string {
 
 // telcniVPP is VPP configured by telcni's vppagent, as the agent does for
 // two pods with one memif each (socket files) on an L2 or a routed network.
-func telcniVPP(t testing.TB, routed bool) *DUT {
+func telcniVPP(t testing.TB, routed bool, firewall []vppagent.FirewallRule) *DUT {
 	t.Helper()
 	v := startVPP(t)
 	m, err := vppagent.NewManager(vppagent.Config{
@@ -90,7 +106,7 @@ func telcniVPP(t testing.TB, routed bool) *DUT {
 	if err := m.Retain(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	n := vppagent.Network{Name: "perf-l2", Kind: vppagent.KindMemif, Memif: vppagent.MemifOptions{Socket: vppagent.SocketFile}}
+	n := vppagent.Network{Name: "perf-l2", Kind: vppagent.KindMemif, Memif: vppagent.MemifOptions{Socket: vppagent.SocketFile}, Firewall: firewall}
 	ipA, ipB := netip.MustParsePrefix("10.90.0.5/24"), netip.MustParsePrefix("10.90.0.6/24")
 	gw := netip.MustParseAddr("10.90.0.1")
 	if routed {
@@ -115,6 +131,11 @@ func telcniVPP(t testing.TB, routed bool) *DUT {
 		},
 		Addr:     Addressing{SrcMAC: mac0, DstMAC: mac1, SrcIP: ipA.Addr(), DstIP: ipB.Addr(), RevSrcMAC: mac1, RevDstMAC: mac0},
 		Counters: vppCounters(v),
+	}
+	if !routed && len(firewall) > 0 {
+		d.Name = fmt.Sprintf("vpp-l2-acl%d", len(firewall))
+		d.How = fmt.Sprintf("vpp-l2 with a default-deny ingress firewall of %d rules as VPP ACLs on the pods' interfaces (the admitting rule last but one)", len(firewall))
+		return d
 	}
 	if !routed {
 		d.Name, d.How = "vpp-l2", "telcni vppagent: two memif pods in one bridge domain (MAC learning, flooding off once learned)"
