@@ -40,6 +40,13 @@ func mnpChainName(ifName, dir string) string { return mnpPrefix + dir + "-" + if
 
 // EnforcePolicy applies r to the record's interface in its pod's netns.
 func (p *Path) EnforcePolicy(ctx context.Context, rec *attach.Record, r policy.Rules) error {
+	return EnforcePolicyInPod(rec, r)
+}
+
+// EnforcePolicyInPod applies r to the record's interface in its pod's
+// netns (also for paths that hand the pod a kernel netdev of their own,
+// as sriov does). A pod whose netns is gone is left to its DEL.
+func EnforcePolicyInPod(rec *attach.Record, r policy.Rules) error {
 	target, _, done, err := PodNetns(rec.Netns)
 	if errors.Is(err, errNetnsGone) {
 		return nil // the pod is gone; its DEL comes

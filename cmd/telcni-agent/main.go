@@ -36,6 +36,7 @@ import (
 var (
 	_ agent.PolicyEnforcer = (*kernelpath.Path)(nil)
 	_ agent.PolicyEnforcer = (*vppagent.Path)(nil)
+	_ agent.PolicyEnforcer = (*sriov.Path)(nil)
 )
 
 func main() {
