@@ -15,13 +15,15 @@ TEST_TARGETS += test-perf
 PERF_OUT      ?= $(CURDIR)/perf/results/$(shell date -u +%F)
 PERF_PROFILES ?= 64,512,1518,IMIX
 PERF_FINAL    ?= 10s
+# More flags for the suite, e.g. PERF_ARGS="-perf.precision 0.02 -perf.scenarios vpp-l2,vpp-xconnect"
+PERF_ARGS     ?=
 
 .PHONY: perf test-perf
 
 perf: deps-vpp deps-trex
 	@bin=$$(./scripts/vpp/find.sh); test -n "$$bin" || { echo "perf: no VPP found (set VPP_BIN or run make deps)"; exit 1; }; \
 	VPP_BIN="$$bin" TELCNI_PERF=1 $(GO) test -count=1 -timeout 90m -run '^TestDataplane$$' -v ./perf/dataplane/ \
-	  -args -perf.out $(PERF_OUT) -perf.profiles $(PERF_PROFILES) -perf.final $(PERF_FINAL) 2>&1 \
+	  -args -perf.out $(PERF_OUT) -perf.profiles $(PERF_PROFILES) -perf.final $(PERF_FINAL) $(PERF_ARGS) 2>&1 \
 	  | tee $(CACHE)/perf.log | grep -E '^(perf-|perf report|--- |ok|FAIL|    suite_test)'; exit $${PIPESTATUS[0]}
 
 test-perf:
