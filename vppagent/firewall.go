@@ -89,11 +89,7 @@ func firewallACL(rules []FirewallRule, dir string, permit acl_types.ACLAction) [
 				if port >= 0 {
 					rule.DstportOrIcmpcodeFirst, rule.DstportOrIcmpcodeLast = uint16(port), uint16(port)
 				}
-				if dir == "ingress" {
-					rule.SrcPrefix, rule.DstPrefix = toPrefix(peer), toPrefix(local)
-				} else {
-					rule.SrcPrefix, rule.DstPrefix = toPrefix(local), toPrefix(peer)
-				}
+				setEnds(&rule, dir, peer, local)
 				out = append(out, rule)
 			}
 		}
@@ -214,4 +210,14 @@ func (m *Manager) removeOrphanACLs(ctx context.Context, v *vpp, owned map[string
 		}
 	}
 	return nil
+}
+
+// setEnds sets a rule's prefixes for a direction seen from the pod:
+// ingress comes from peer to the pod (local), egress goes the other way.
+func setEnds(rule *acl_types.ACLRule, dir string, peer, local netip.Prefix) {
+	if dir == "ingress" {
+		rule.SrcPrefix, rule.DstPrefix = toPrefix(peer), toPrefix(local)
+	} else {
+		rule.SrcPrefix, rule.DstPrefix = toPrefix(local), toPrefix(peer)
+	}
 }

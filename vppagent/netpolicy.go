@@ -168,11 +168,7 @@ func podACL(fw []FirewallRule, pol policy.Rules, dir string) []acl_types.ACLRule
 			if r.Port != 0 || r.EndPort != 0 {
 				rule.DstportOrIcmpcodeFirst, rule.DstportOrIcmpcodeLast = r.Port, r.EndPort
 			}
-			if dir == "ingress" {
-				rule.SrcPrefix, rule.DstPrefix = toPrefix(peer), toPrefix(local)
-			} else {
-				rule.SrcPrefix, rule.DstPrefix = toPrefix(local), toPrefix(peer)
-			}
+			setEnds(&rule, dir, peer, local)
 			out = append(out, rule)
 		}
 	}

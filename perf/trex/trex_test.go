@@ -58,14 +58,7 @@ func TestTRexLoop(t *testing.T) {
 	}
 	t.Logf("unknown method: %v", err)
 
-	for p := 0; p < 2; p++ {
-		if err := c.Acquire(ctx, p, true); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Reset(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acquireBoth(ctx, t, c)
 	if err := c.SetL2(ctx, 0, "02:00:00:00:00:02"); err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +145,7 @@ func TestTRexSearch(t *testing.T) {
 	c := s.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for p := 0; p < 2; p++ {
-		if err := c.Acquire(ctx, p, true); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Reset(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acquireBoth(ctx, t, c)
 	if err := c.AddStream(ctx, 0, 1, UDPFrame(UDPFrameSpec{Size: 64}), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -221,14 +207,7 @@ func TestTRexLatency(t *testing.T) {
 	c := s.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for p := 0; p < 2; p++ {
-		if err := c.Acquire(ctx, p, true); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Reset(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acquireBoth(ctx, t, c)
 	if err := c.AddLatencyStream(ctx, 0, 1, 7, UDPFrame(UDPFrameSpec{Size: 64}), 2000); err != nil {
 		t.Fatal(err)
 	}
@@ -258,5 +237,18 @@ func TestTRexLatency(t *testing.T) {
 	}
 	if _, err := c.PGIDStats(ctx, 99); err == nil {
 		t.Error("a packet group nobody sent: no error")
+	}
+}
+
+// acquireBoth takes and resets both ports.
+func acquireBoth(ctx context.Context, t *testing.T, c *Client) {
+	t.Helper()
+	for p := 0; p < 2; p++ {
+		if err := c.Acquire(ctx, p, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Reset(ctx, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
