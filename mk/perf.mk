@@ -24,7 +24,7 @@ perf: deps-vpp deps-trex
 	@bin=$$(./scripts/vpp/find.sh); test -n "$$bin" || { echo "perf: no VPP found (set VPP_BIN or run make deps)"; exit 1; }; \
 	VPP_BIN="$$bin" TELCNI_PERF=1 $(GO) test -count=1 -timeout 90m -run '^TestDataplane$$' -v ./perf/dataplane/ \
 	  -args -perf.out $(PERF_OUT) -perf.profiles $(PERF_PROFILES) -perf.final $(PERF_FINAL) $(PERF_ARGS) 2>&1 \
-	  | tee $(CACHE)/perf.log | grep -E '^(perf-|perf report|--- |ok|FAIL|    suite_test)'; exit $${PIPESTATUS[0]}
+	  | tee $(CACHE)/perf.log | grep -E '^(perf-|perf report|--- |ok|FAIL)|^ +(suite_test|trexgen)\.go'; exit $${PIPESTATUS[0]}
 
 test-perf:
 	@bin=$$(./scripts/vpp/find.sh); \
@@ -33,4 +33,4 @@ test-perf:
 	VPP_BIN="$$bin" TELCNI_PERF=1 TELCNI_REQUIRE_TREX=$$req $(GO) test -count=1 -timeout 15m -run '^TestDataplane$$' -v ./perf/dataplane/ \
 	  -args -perf.check -perf.out $(CACHE)/perf-test -perf.generator $$gen -perf.profiles 64 -perf.scenarios vpp-l2,vpp-l3,vpp-xconnect \
 	  -perf.initial 250ms -perf.final 1s -perf.phases 1 -perf.precision 0.05 -perf.latency 1s 2>&1 \
-	  | tee $(CACHE)/test-perf.log | grep -E '^(perf-|perf report|--- |ok|FAIL|    suite_test)'; exit $${PIPESTATUS[0]}
+	  | tee $(CACHE)/test-perf.log | grep -E '^(perf-|perf report|--- |ok|FAIL)|^ +(suite_test|trexgen)\.go'; exit $${PIPESTATUS[0]}
