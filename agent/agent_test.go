@@ -86,7 +86,7 @@ func TestAttachmentModeNamedAndInline(t *testing.T) {
 	if r := e.call("ADD", p, "fh1", inline); r.Error != nil {
 		t.Fatal(r.Error)
 	}
-	if l := links(t, p.netns); len(l) != 2 {
+	if l := netnstest.Links(t, p.netns); len(l) != 2 {
 		t.Errorf("links %v", l)
 	}
 	for _, c := range []struct{ ifn, conf string }{{"eth0", conf}, {"fh1", inline}} {
@@ -136,7 +136,7 @@ func TestStaticConflictExactlyOneWinsAndNamesHolder(t *testing.T) {
 			!strings.Contains(replies[i], "cid-"+winner) {
 			t.Errorf("loser %s: code %d %q", pods[i].name, c, replies[i])
 		}
-		if l := links(t, pods[i].netns); len(l) != 0 {
+		if l := netnstest.Links(t, pods[i].netns); len(l) != 0 {
 			t.Errorf("loser %s has links %v", pods[i].name, l)
 		}
 	}
@@ -193,7 +193,7 @@ func TestRetriedAddKeepsAddresses(t *testing.T) {
 	if first.IPs[0].Address.String() != second.IPs[0].Address.String() {
 		t.Errorf("retry got %v, first %v", second.IPs[0].Address, first.IPs[0].Address)
 	}
-	if l := links(t, p.netns); len(l) != 1 {
+	if l := netnstest.Links(t, p.netns); len(l) != 1 {
 		t.Errorf("links after retry: %v", l)
 	}
 	if n := len(e.allocations()); n != 1 {
@@ -218,7 +218,7 @@ func TestGCFreesAttachmentsNotListed(t *testing.T) {
 		t.Errorf("records after GC: %s", recs)
 	}
 	for _, p := range []pod{drop1, drop2} {
-		if l := links(t, p.netns); len(l) != 0 {
+		if l := netnstest.Links(t, p.netns); len(l) != 0 {
 			t.Errorf("GC left links in %s: %v", p.name, l)
 		}
 	}

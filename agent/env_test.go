@@ -145,22 +145,6 @@ func (e *testEnv) records() []string {
 	return out
 }
 
-// links lists the pod's links other than lo.
-func links(t testing.TB, netns string) []string {
-	t.Helper()
-	ls, err := netnstest.Handle(t, netns).LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range ls {
-		if l.Attrs().Name != "lo" {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
-}
-
 func (e *testEnv) assertClean(pods ...pod) {
 	e.t.Helper()
 	if a := e.allocations(); len(a) != 0 {
@@ -170,7 +154,7 @@ func (e *testEnv) assertClean(pods ...pod) {
 		e.t.Errorf("records left: %v", r)
 	}
 	for _, p := range pods {
-		if l := links(e.t, p.netns); len(l) != 0 {
+		if l := netnstest.Links(e.t, p.netns); len(l) != 0 {
 			e.t.Errorf("links left in pod %s: %v", p.name, l)
 		}
 	}

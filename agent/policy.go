@@ -37,9 +37,8 @@ func (a *Agent) PolicyInterfaces(ctx context.Context) ([]PolicyInterface, error)
 		if rec.State != StateReady {
 			return
 		}
-		for _, r := range rec.Interfaces {
-			out = append(out, PolicyInterface{Attachment: rec.Key, IfName: r.IfName, Generation: rec.Created.Format(time.RFC3339Nano),
-				Pod: rec.Pod, Network: r.Network.Key()})
+		for i := range rec.Interfaces {
+			out = append(out, policyInterface(rec, &rec.Interfaces[i]))
 		}
 	})
 	if err != nil {
@@ -67,19 +66,7 @@ func (a *Agent) EnforcePolicy(ctx context.Context, pi PolicyInterface, r policy.
 		if ir.IfName != pi.IfName {
 			continue
 		}
-		p, err := a.path(ir.Network)
-		if err != nil {
-			return err
-		}
-		pe, ok := p.(PolicyEnforcer)
-		if !ok {
-			if !r.Open() {
-				a.log.Warn("a MultiNetworkPolicy selects an interface whose path does not enforce policies yet",
-					"pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "ifname", ir.IfName, "network", ir.Network.Key(), "path", ir.Network.Path)
-			}
-			return nil
-		}
-		if err := pe.EnforcePolicy(ctx, ir, r); err != nil {
+		if err := a.enforceOn(ctx, rec, ir, r); err != nil {
 			return fmt.Errorf("pod %s/%s interface %s: %w", rec.Pod.Namespace, rec.Pod.Name, ir.IfName, err)
 		}
 		return nil
@@ -108,27 +95,38 @@ func (a *Agent) enforceAtAdd(ctx context.Context, rec *Attachment) error {
 	}
 	for i := range rec.Interfaces {
 		ir := &rec.Interfaces[i]
-		pi := PolicyInterface{Attachment: rec.Key, IfName: ir.IfName, Generation: rec.Created.Format(time.RFC3339Nano),
-			Pod: rec.Pod, Network: ir.Network.Key()}
-		r, ok := a.policies.RulesFor(pi)
+		r, ok := a.policies.RulesFor(policyInterface(rec, ir))
 		if !ok || r.Open() {
 			continue
 		}
-		p, err := a.path(ir.Network)
-		if err != nil {
-			return err
-		}
-		pe, ok := p.(PolicyEnforcer)
-		if !ok {
-			a.log.Warn("a MultiNetworkPolicy selects an interface whose path does not enforce policies yet",
-				"pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "ifname", ir.IfName, "network", ir.Network.Key(), "path", ir.Network.Path)
-			continue
-		}
-		if err := pe.EnforcePolicy(ctx, ir, r); err != nil {
+		if err := a.enforceOn(ctx, rec, ir, r); err != nil {
 			return attach.Errorf(attach.CodeIOFailure, "interface %s (network %s): MultiNetworkPolicy: %v", ir.IfName, ir.Network.Key(), err)
 		}
 	}
 	return nil
+}
+
+func policyInterface(rec *Attachment, ir *attach.Record) PolicyInterface {
+	return PolicyInterface{Attachment: rec.Key, IfName: ir.IfName, Generation: rec.Created.Format(time.RFC3339Nano),
+		Pod: rec.Pod, Network: ir.Network.Key()}
+}
+
+// enforceOn has the interface's path enforce r; a path that cannot is
+// logged (when r isolates anything) and left as it is.
+func (a *Agent) enforceOn(ctx context.Context, rec *Attachment, ir *attach.Record, r policy.Rules) error {
+	p, err := a.path(ir.Network)
+	if err != nil {
+		return err
+	}
+	pe, ok := p.(PolicyEnforcer)
+	if !ok {
+		if !r.Open() {
+			a.log.Warn("a MultiNetworkPolicy selects an interface whose path does not enforce policies",
+				"pod", rec.Pod.Namespace+"/"+rec.Pod.Name, "ifname", ir.IfName, "network", ir.Network.Key(), "path", ir.Network.Path)
+		}
+		return nil
+	}
+	return pe.EnforcePolicy(ctx, ir, r)
 }
 
 // OnAttachmentsChanged registers fn, called after every ADD that made

@@ -94,28 +94,13 @@ func TestDetachFindsALinkLeftUnderItsTemporaryName(t *testing.T) {
 	if _, err := p.create(r, target, h); err != nil { // the ADD stops here
 		t.Fatal(err)
 	}
-	if l := links(t, pod); len(l) != 1 || l[0] != tempName("cid-interrupted", "a0") {
+	if l := netnstest.Links(t, pod); len(l) != 1 || l[0] != tempName("cid-interrupted", "a0") {
 		t.Fatalf("links %v, want only the temporary one", l)
 	}
 	if err := p.Detach(context.Background(), &attach.Record{Request: *r}); err != nil {
 		t.Fatal(err)
 	}
-	if l := links(t, pod); len(l) != 0 {
+	if l := netnstest.Links(t, pod); len(l) != 0 {
 		t.Errorf("left after Detach: %v", l)
 	}
-}
-
-func links(t *testing.T, ns string) []string {
-	t.Helper()
-	ls, err := netnstest.Handle(t, ns).LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range ls {
-		if l.Attrs().Name != "lo" {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
 }

@@ -98,3 +98,19 @@ func Route(t testing.TB, path, dst, gw string) {
 		t.Fatalf("route %s via %s: %v", dst, gw, err)
 	}
 }
+
+// Links lists the names of the links in the netns at path, lo left out.
+func Links(t testing.TB, path string) []string {
+	t.Helper()
+	ls, err := Handle(t, path).LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		if l.Attrs().Name != "lo" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,13 +72,16 @@ func TestDataplane(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dut := build(t)
 			run.Scenarios = append(run.Scenarios, DUTInfo{Name: dut.Name, How: dut.How})
+			var byTRex []Result
 			if !kernel && useTRex {
-				t.Run("trex", func(t *testing.T) { run.Results = append(run.Results, measureTRex(t, dut, profiles)...) })
+				t.Run("trex", func(t *testing.T) { byTRex = measureTRex(t, dut, profiles) })
 			}
-			t.Run("go", func(t *testing.T) {
-				withSearch := kernel || !useTRex
-				run.Results = append(run.Results, measureGo(t, dut, profiles, withSearch, run.Results)...)
-			})
+			var got []Result
+			t.Run("go", func(t *testing.T) { got = measureGo(t, dut, profiles, byTRex) })
+			if got == nil { // the Go generator failed: keep what TRex measured
+				got = byTRex
+			}
+			run.Results = append(run.Results, got...)
 		})
 	}
 
@@ -165,9 +169,10 @@ func measureTRex(t *testing.T, dut *DUT, profiles []Profile) []Result {
 	return out
 }
 
-// measureGo runs the Go generator: the search when no TRex measured the
-// scenario (withSearch), and latency at 10/50/90 % of the scenario's NDR.
-func measureGo(t *testing.T, dut *DUT, profiles []Profile, withSearch bool, earlier []Result) []Result {
+// measureGo runs the Go generator: the search of each profile byTRex has
+// no result for, and latency at 10/50/90 % of the scenario's NDR (added to
+// TRex's). It returns the scenario's results.
+func measureGo(t *testing.T, dut *DUT, profiles []Profile, byTRex []Result) []Result {
 	ctx := context.Background()
 	var tx, rx port
 	var err error
@@ -194,34 +199,22 @@ func measureGo(t *testing.T, dut *DUT, profiles []Profile, withSearch bool, earl
 	var out []Result
 	for _, p := range profiles {
 		g.setProfile(p)
+		i := slices.IndexFunc(byTRex, func(r Result) bool { return r.Profile == p.Name })
 		var res Result
-		if withSearch {
+		if i >= 0 {
+			res = byTRex[i]
+		} else {
 			r, err := search.Run(ctx, g, searchConfig(t))
 			res = result(dut, "go", p, r, err)
 			t.Logf("%s %s B via the Go generator: NDR %.3f Mpps, PDR %.3f Mpps (%d trials)", dut.Name, p.Name, res.NDR/1e6, res.PDR/1e6, len(r.Trials))
 			if (*flagDebug || !res.Converged) && dut.Counters != nil {
 				t.Logf("device counters:\n%s", dut.Counters())
 			}
-		} else {
-			for _, e := range earlier {
-				if e.Scenario == dut.Name && e.Profile == p.Name {
-					res = e
-				}
-			}
 		}
 		if *flagLatency > 0 && res.NDR > 0 && p.Name == "64" {
-			res.Latency = latency(ctx, t, g, res.NDR)
+			res.Latency = append(slices.Clone(res.Latency), latency(ctx, t, g, res.NDR)...)
 		}
-		if withSearch {
-			out = append(out, res)
-		} else if len(res.Latency) > 0 {
-			// Attach the latency to the TRex result measured before.
-			for i := range earlier {
-				if earlier[i].Scenario == dut.Name && earlier[i].Profile == p.Name {
-					earlier[i].Latency = append(earlier[i].Latency, res.Latency...)
-				}
-			}
-		}
+		out = append(out, res)
 	}
 	return out
 }
