@@ -50,23 +50,30 @@ func (a *Agent) Add(ctx context.Context, call *cni.Call) (*Attachment, error) {
 		return nil, err
 	}
 	ph.done("reserve")
-	if err := a.attachAll(ctx, rec); err != nil {
-		if terr := a.teardown(ctx, rec, false); terr != nil {
+	// The rollback does not end with the caller: a runtime that gave up
+	// is often why the ADD failed, and what it made must still go.
+	rollback := func() {
+		uctx, cancel := attach.UndoContext(ctx)
+		defer cancel()
+		if terr := a.teardown(uctx, rec, false); terr != nil {
 			a.log.Error("ADD rollback incomplete", "container", rec.ContainerID, "err", terr)
 		}
+	}
+	if err := a.attachAll(ctx, rec); err != nil {
+		rollback()
 		return nil, err
 	}
 	ph.done("attach")
 	if err := a.enforceAtAdd(ctx, rec); err != nil {
-		if terr := a.teardown(ctx, rec, false); terr != nil {
-			a.log.Error("ADD rollback incomplete", "container", rec.ContainerID, "err", terr)
-		}
+		rollback()
 		return nil, err
 	}
 	ph.done("policy")
 	rec.State = StateReady
 	if err := a.store.Batch(func(tx *ipam.Tx) error { return tx.PutRecord(rec.Key, rec) }); err != nil {
-		a.detachAll(ctx, rec)
+		uctx, cancel := attach.UndoContext(ctx)
+		defer cancel()
+		a.detachAll(uctx, rec)
 		_ = a.release(rec)
 		return nil, attach.Errorf(attach.CodeIOFailure, "record attachment %s: %v", rec.Key, err)
 	}

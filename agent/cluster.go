@@ -60,8 +60,10 @@ func (a *Agent) reserveCluster(ctx context.Context, call *cni.Call, p *plan, pre
 	}
 	var done []staticRes
 	undo := func() {
+		uctx, cancel := attach.UndoContext(ctx) // not ended by a caller that gave up
+		defer cancel()
 		for _, r := range done {
-			a.releaseStatic(ctx, r.n, r.a, r.h)
+			a.releaseStatic(uctx, r.n, r.a, r.h)
 		}
 	}
 	for _, ip := range p.ifaces {

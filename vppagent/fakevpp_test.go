@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 
 	"go.fd.io/govpp/api"
@@ -43,6 +44,18 @@ type fakeVPP struct {
 	// avfRefuse, when not 0, is avf_create's retval (VPP cannot open the
 	// PCI device).
 	avfRefuse int32
+	// before, when set, sees each request first (a test cancels its
+	// caller's context there); a request whose context is done then
+	// fails, as govpp's do.
+	before func(any)
+}
+
+// gate runs before on m and fails a request whose context is done.
+func (f *fakeVPP) gate(ctx context.Context, m api.Message) error {
+	if f.before != nil {
+		f.before(m)
+	}
+	return ctx.Err()
 }
 
 type fakeIf struct {
@@ -68,6 +81,9 @@ func (f *fakeVPP) NewStream(ctx context.Context, _ ...api.StreamOption) (api.Str
 }
 
 func (f *fakeVPP) Invoke(ctx context.Context, req, reply api.Message) error {
+	if err := f.gate(ctx, req); err != nil {
+		return err
+	}
 	rs := f.handle(req)
 	if len(rs) != 1 || reflect.TypeOf(rs[0]) != reflect.TypeOf(reply) {
 		return fmt.Errorf("fakeVPP: %T answered %d messages, want one %T", req, len(rs), reply)
@@ -89,6 +105,9 @@ type fakeStream struct {
 func (s *fakeStream) Context() context.Context { return s.ctx }
 func (s *fakeStream) Close() error             { return nil }
 func (s *fakeStream) SendMsg(m api.Message) error {
+	if err := s.f.gate(s.ctx, m); err != nil {
+		return err
+	}
 	s.q = append(s.q, s.f.handle(m)...)
 	return nil
 }
@@ -197,6 +216,14 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 		var out []api.Message
 		for id, s := range f.socks {
 			out = append(out, &memif.MemifSocketFilenameDetails{SocketID: id, SocketFilename: s})
+		}
+		return append(out, &memclnt.ControlPingReply{})
+	case *memif.MemifDump:
+		var out []api.Message
+		for idx, i := range f.ifs {
+			if strings.HasPrefix(i.name, "memif") {
+				out = append(out, &memif.MemifDetails{SwIfIndex: interface_types.InterfaceIndex(idx), SocketID: i.sock})
+			}
 		}
 		return append(out, &memclnt.ControlPingReply{})
 	case *memif.MemifCreateV2:

@@ -42,9 +42,11 @@ type Manager struct {
 	// records: before that, every telcni object in VPP would look unowned,
 	// so reconcile waits for it.
 	retained bool
-	// missedDel: a DEL left VPP objects for a reconcile (collectMissedDels).
-	missedDel  atomic.Bool
-	missedKick chan struct{}
+	// owed: VPP may hold objects nobody owns and a reconcile is owed
+	// (payReconcile): a DEL could not reach VPP, a Retain found VPP not
+	// yet published, removing a network's objects failed.
+	owed     atomic.Bool
+	owedKick chan struct{}
 	// vfs lends uplink VFs; leases are the ones networks hold, by network
 	// name (under mu), returned by collect when no record uses the network.
 	vfs    attach.VFLender
@@ -60,12 +62,16 @@ func NewManager(cfg Config) (*Manager, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	m := &Manager{missedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent"),
+	m := &Manager{owedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent"),
 		vfs: cfg.VFs, leases: map[string]attach.UplinkVF{}}
 	cc := cfg.Conn
 	cc.Logger = lg
 	cc.OnConnect = func(ctx context.Context, c api.Connection) error {
-		return m.reconcile(ctx, &vpp{conn: c})
+		err := m.reconcile(ctx, &vpp{conn: c})
+		if err != nil {
+			m.oweReconcile() // paid once this connection is published
+		}
+		return err
 	}
 	m.conn = NewConn(cc)
 	return m, nil
@@ -76,33 +82,34 @@ func (m *Manager) Conn() *Conn { return m.conn }
 
 // Run keeps the VPP connection until ctx is done; every (re)connect
 // reconciles VPP with the records, and so does the first readiness after
-// a DEL that could not reach VPP (see Del).
+// a reconcile was owed (see oweReconcile).
 func (m *Manager) Run(ctx context.Context) {
 	done := make(chan struct{})
-	go func() { defer close(done); m.collectMissedDels(ctx) }() // owned: ends with ctx
+	go func() { defer close(done); m.payReconciles(ctx) }() // owned: ends with ctx
 	m.conn.Run(ctx)
 	<-done
 }
 
-// collectMissedDels reconciles once VPP is ready again after a DEL found
-// it unavailable. The reconnect's own reconcile may have run before that
-// DEL dropped its record (the connection is published after it), and
-// nothing else would remove the interface.
-func (m *Manager) collectMissedDels(ctx context.Context) {
+// payReconciles reconciles once VPP is ready after a reconcile was owed.
+// The reconnect's own reconcile may have run before a DEL dropped its
+// record, or before Retain gave the records (the connection is published
+// after it), and nothing else would remove what is left. A failed
+// reconcile stays owed until the connection changes or more is owed.
+func (m *Manager) payReconciles(ctx context.Context) {
 	for {
 		changed := m.conn.Changed()
-		if m.missedDel.Load() && m.conn.Ready() == nil {
-			m.missedDel.Store(false)
+		if m.owed.Load() && m.conn.Ready() == nil {
+			m.owed.Store(false)
 			if err := m.Reconcile(ctx); err != nil {
-				m.log.Warn("reconcile after DELs VPP missed", "err", err)
-				m.missedDel.Store(true)
+				m.log.Warn("owed reconcile failed; retried at the next connect", "err", err)
+				m.owed.Store(true)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-m.missedKick:
+		case <-m.owedKick:
 		}
 	}
 }
@@ -184,15 +191,22 @@ func (m *Manager) add(ctx context.Context, v *vpp, spec PodInterface) (*Record, 
 	if err := m.leaseUplink(ctx, st, &spec); err != nil {
 		return nil, err
 	}
+	// On failure nothing of the network is left when no other pod uses
+	// it: the bridge domain goes, a lent VF goes back to the pool. The
+	// caller may have given up already (its call timed out): the undo
+	// does not stop with it.
+	undo := func() {
+		uctx, cancel := attach.UndoContext(ctx)
+		defer cancel()
+		m.gcNetworkIfUnused(uctx, v, &spec.Network, others)
+	}
 	if err := m.ensureNetwork(ctx, v, st, &spec.Network); err != nil {
-		// Nothing of the network is left when no other pod uses it: the
-		// bridge domain goes, a lent VF goes back to the pool.
-		m.gcNetworkIfUnused(ctx, v, &spec.Network, others)
+		undo()
 		return nil, err
 	}
 	rec, err := m.ensurePod(ctx, v, st, spec)
 	if err != nil {
-		m.gcNetworkIfUnused(ctx, v, &spec.Network, others)
+		undo()
 		return nil, err
 	}
 	m.recs.put(*rec)
@@ -251,14 +265,14 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 	c, err := m.conn.API()
 	if err != nil {
 		m.log.Warn("VPP unavailable at DEL; its objects go at the next reconcile", "tag", rec.Spec.Tag(), "err", err)
-		m.missDel()
+		m.oweReconcile()
 		return nil
 	}
 	v := &vpp{conn: c}
 	if err := m.deletePod(ctx, v, rec); err != nil {
 		if ctx.Err() != nil { // the connection went away: the record goes, reconcile cleans
 			m.log.Warn("VPP lost during DEL; its objects go at the next reconcile", "tag", rec.Spec.Tag(), "err", err)
-			m.missDel()
+			m.oweReconcile()
 			return nil
 		}
 		m.recs.put(rec) // still there: a retried DEL tries again
@@ -268,11 +282,12 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 	return nil
 }
 
-// missDel notes a DEL whose VPP objects are left for a reconcile.
-func (m *Manager) missDel() {
-	m.missedDel.Store(true)
+// oweReconcile notes that VPP may hold objects nobody owns: a reconcile
+// runs as soon as VPP is ready (payReconciles).
+func (m *Manager) oweReconcile() {
+	m.owed.Store(true)
 	select {
-	case m.missedKick <- struct{}{}:
+	case m.owedKick <- struct{}{}:
 	default:
 	}
 }
@@ -345,12 +360,18 @@ func (m *Manager) Retain(ctx context.Context, specs []PodInterface) error {
 	}
 	m.retained = true
 	m.mu.Unlock()
-	if c, err := m.conn.API(); err == nil {
-		// VPP trouble must not stop the agent from starting: the next
-		// connect reconciles again.
-		if err := m.reconcile(ctx, &vpp{conn: c}); err != nil {
-			m.log.Warn("reconcile after retain failed; retried at the next connect", "err", err)
-		}
+	// VPP trouble must not stop the agent from starting. A connect whose
+	// reconcile ran before retained was set (and so removed nothing) may
+	// not be published yet: then the reconcile is owed, and paid when it
+	// is.
+	c, err := m.conn.API()
+	if err != nil {
+		m.oweReconcile()
+		return nil
+	}
+	if err := m.reconcile(ctx, &vpp{conn: c}); err != nil {
+		m.log.Warn("reconcile after retain failed; owed until VPP is ready", "err", err)
+		m.oweReconcile()
 	}
 	return nil
 }

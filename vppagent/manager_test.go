@@ -325,3 +325,74 @@ func TestOwnedUplinkLeavesBridgeDomain(t *testing.T) {
 		t.Errorf("bridge domains left: %v", bds)
 	}
 }
+
+// An ADD whose caller gives up half-way (its CNI call timed out, the
+// plugin was killed) leaves nothing in VPP: whatever request the caller's
+// context ends at, the bridge domain, the memif socket and the interface
+// made before it are removed, though the context that made them is done.
+func TestAddAbandonedByCallerLeavesNothing(t *testing.T) {
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/pod-a", Network: Network{Name: "fh", Kind: KindMemif}}
+	// The requests of one whole ADD, counted on a run nobody abandons.
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	requests := 0
+	f.before = func(any) { requests++ }
+	if _, err := m.Add(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if requests < 5 {
+		t.Fatalf("a whole ADD made %d requests; the test needs its steps", requests)
+	}
+	for k := 1; k <= requests; k++ {
+		f := newFakeVPP()
+		m := fakeManager(f, t.TempDir())
+		ctx, cancel := context.WithCancel(context.Background())
+		n := 0
+		f.before = func(any) {
+			if n++; n == k {
+				cancel()
+			}
+		}
+		_, err := m.Add(ctx, spec)
+		cancel()
+		if err == nil {
+			t.Fatalf("caller gone at request %d of %d: ADD succeeded", k, requests)
+		}
+		tags, bds, socks := f.ours()
+		if len(tags)+len(bds)+len(socks) != 0 || len(f.ifs) != 1 || len(f.socks) != 1 {
+			t.Errorf("caller gone at request %d of %d: left tagged %v, bridge domains %v, sockets %v; %d interfaces, %d sockets in all",
+				k, requests, tags, bds, socks, len(f.ifs), len(f.socks))
+		}
+	}
+}
+
+// An agent killed between creating a memif interface and tagging it leaves
+// an interface only its socket's name ties to telcni. The restarted agent's
+// reconcile removes both (VPP refuses to delete a socket in use).
+func TestReconcileRemovesUntaggedMemifOnOwnSocket(t *testing.T) {
+	f := newFakeVPP()
+	dir := t.TempDir()
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/pod-a", Network: Network{Name: "fh", Kind: KindMemif}}
+	v := &vpp{conn: f}
+	ctx := context.Background()
+	sock, _ := spec.memifSocket(dir + "/run")
+	sid, err := v.memifSocketAdd(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.memifCreate(ctx, sid, 0, spec.Network.Memif); err != nil {
+		t.Fatal(err)
+	}
+	// Not ours: a socket and memif another application made.
+	other, _ := v.memifSocketAdd(ctx, "/run/other/app.sock")
+	if _, err := v.memifCreate(ctx, other, 0, spec.Network.Memif); err != nil {
+		t.Fatal(err)
+	}
+	fakeManager(f, dir) // restarted with no records: Retain reconciles
+	if len(f.ifs) != 2 || len(f.socks) != 2 {
+		t.Fatalf("after reconcile: %d interfaces, sockets %v; want local0 and the other application's memif on its socket", len(f.ifs), f.socks)
+	}
+	if f.socks[other] != "/run/other/app.sock" {
+		t.Fatalf("the other application's socket went: %v", f.socks)
+	}
+}

@@ -212,6 +212,7 @@ func (m *Manager) gcNetworkIfUnused(ctx context.Context, v *vpp, n *Network, res
 		}
 	}
 	if err := m.collect(ctx, v, rest); err != nil {
-		m.log.Warn("removing unused network objects failed; reconcile will retry", "network", n.Name, "err", err)
+		m.log.Warn("removing unused network objects failed; a reconcile is owed", "network", n.Name, "err", err)
+		m.oweReconcile()
 	}
 }

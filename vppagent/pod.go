@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/telcni/telcni/attach"
 )
 
 // ensurePod finds the pod's interface by tag or builds it. A half-built
@@ -29,7 +31,12 @@ func (m *Manager) ensurePod(ctx context.Context, v *vpp, st *state, spec PodInte
 	}
 	rec.SwIfIndex = idx
 	if err := m.configurePod(ctx, v, st, rec); err != nil {
-		_ = m.deletePod(ctx, v, *rec)
+		uctx, cancel := attach.UndoContext(ctx)
+		defer cancel()
+		if derr := m.deletePod(uctx, v, *rec); derr != nil {
+			m.log.Warn("undoing a half-built pod interface failed; a reconcile is owed", "tag", tag, "err", derr)
+			m.oweReconcile()
+		}
 		return nil, err
 	}
 	st.add(swIf{Index: idx, Tag: tag})
@@ -95,12 +102,20 @@ func (m *Manager) createPodIf(ctx context.Context, v *vpp, rec *Record) (uint32,
 		}
 		idx, err := v.memifCreate(ctx, sid, 0, n.Memif)
 		if err != nil {
-			_ = v.memifSocketDel(ctx, sid)
+			uctx, cancel := attach.UndoContext(ctx)
+			defer cancel()
+			_ = v.memifSocketDel(uctx, sid) // tagless: reconcile finds it by its file name
 			return 0, err
 		}
 		if err := v.setTag(ctx, idx, tag); err != nil {
-			_ = v.memifDelete(ctx, idx)
-			_ = v.memifSocketDel(ctx, sid)
+			// Untagged, nothing would ever recognise this interface
+			// as telcni's: it must go now.
+			uctx, cancel := attach.UndoContext(ctx)
+			defer cancel()
+			if derr := v.memifDelete(uctx, idx); derr != nil {
+				m.log.Error("an untagged memif interface could not be removed", "swIfIndex", idx, "err", derr)
+			}
+			_ = v.memifSocketDel(uctx, sid)
 			return 0, err
 		}
 		return idx, nil

@@ -147,6 +147,7 @@ func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	var onSocket map[uint32]uint32
 	for id, f := range socks {
 		if id == 0 || !m.ownsSocket(f) {
 			continue
@@ -157,11 +158,29 @@ func (m *Manager) collect(ctx context.Context, v *vpp, recs []Record) error {
 				used = true
 			}
 		}
-		if !used {
-			m.log.Info("removing unowned memif socket", "id", id, "file", f)
-			if err := v.memifSocketDel(ctx, id); err != nil {
-				errs = append(errs, err)
+		if used {
+			continue
+		}
+		// An interface on a socket of ours that nobody uses is ours too,
+		// tagged or not: an agent killed between creating a memif and
+		// tagging it leaves one that only its socket names. VPP refuses
+		// to delete a socket in use.
+		if onSocket == nil {
+			if onSocket, err = v.memifSocketOf(ctx); err != nil {
+				return errors.Join(append(errs, err)...)
 			}
+		}
+		for idx, sid := range onSocket {
+			if sid == id {
+				m.log.Info("removing memif interface on an unowned socket", "swIfIndex", idx, "socket", f)
+				if err := v.memifDelete(ctx, idx); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		m.log.Info("removing unowned memif socket", "id", id, "file", f)
+		if err := v.memifSocketDel(ctx, id); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -39,6 +39,20 @@ func (v *vpp) memifSockets(ctx context.Context) (map[uint32]string, error) {
 	return out, nil
 }
 
+// memifSocketOf maps each memif interface (sw_if_index) to its socket id.
+func (v *vpp) memifSocketOf(ctx context.Context) (map[uint32]uint32, error) {
+	c := memif.NewServiceClient(v.conn)
+	s, err := c.MemifDump(ctx, &memif.MemifDump{})
+	if err != nil {
+		return nil, fmt.Errorf("dump memif interfaces: %w", err)
+	}
+	out := map[uint32]uint32{}
+	if err := drain(s.Recv, func(d *memif.MemifDetails) { out[uint32(d.SwIfIndex)] = d.SocketID }); err != nil {
+		return nil, fmt.Errorf("dump memif interfaces: %w", err)
+	}
+	return out, nil
+}
+
 func (v *vpp) memifCreate(ctx context.Context, socketID, id uint32, o MemifOptions) (uint32, error) {
 	mode := memif.MEMIF_MODE_API_ETHERNET
 	if o.Mode == MemifModeIP {

@@ -207,7 +207,15 @@ func trunc(s string, n int) string {
 
 // report prints the summary line, the counts and every finding; it
 // returns whether the run is clean.
-func (s *soak) report() bool {
+// report prints the run's counts and verdicts. It returns whether the run
+// passed and, when not, the verdict lines, which main prints again after
+// the agent log so that a CI log's tail says why.
+func (s *soak) report() (bool, []string) {
+	var verdict []string
+	say := func(line string) {
+		fmt.Println(line)
+		verdict = append(verdict, line)
+	}
 	st := &s.stats
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -265,25 +273,29 @@ func (s *soak) report() bool {
 		}
 	}
 	for _, a := range s.audits {
-		fmt.Println("soak: " + a)
+		if strings.HasPrefix(a, "VIOLATION ") {
+			say("soak: " + a)
+		} else {
+			fmt.Println("soak: " + a)
+		}
 	}
 	for _, k := range s.leakOrder {
 		l := s.leakKinds[k]
-		fmt.Printf("soak: LEAK %s: %d (e.g. %s)\n", k, l.n, strings.Join(l.examples, "; "))
+		say(fmt.Sprintf("soak: LEAK %s: %d (e.g. %s)", k, l.n, strings.Join(l.examples, "; ")))
 	}
 	for i, d := range s.ledger.dups {
 		if i == 20 {
-			fmt.Printf("soak: ... %d more duplicates\n", len(s.ledger.dups)-20)
+			say(fmt.Sprintf("soak: ... %d more duplicates", len(s.ledger.dups)-20))
 			break
 		}
-		fmt.Println("soak: DUPLICATE " + d)
+		say("soak: DUPLICATE " + d)
 	}
 	for i, u := range append(slices.Clone(st.malformed), st.unexplained...) {
 		if i == 20 {
-			fmt.Printf("soak: ... %d more unexplained failures\n", unexplained-20)
+			say(fmt.Sprintf("soak: ... %d more unexplained failures", unexplained-20))
 			break
 		}
-		fmt.Println("soak: UNEXPLAINED " + u)
+		say("soak: UNEXPLAINED " + u)
 	}
 	gor := "goroutines=n/a (the agent's /metrics has no go_goroutines)"
 	if s.goStartOK && s.goEndOK {
@@ -295,7 +307,10 @@ func (s *soak) report() bool {
 		vppRestarts = s.vpp.starts - 1
 	}
 	fmt.Printf("soak: agent RSS is of its last incarnation (%d restarts); VPP restarts %d; %s\n", restarts, vppRestarts, gor)
-	fmt.Printf("soak pods=%d calls=%d faults=%d leaks=%d duplicates=%d rss_start_mb=%.1f rss_end_mb=%.1f errors=%d unexplained=%d violations=%d seed=%d\n",
-		s.cfg.pods, st.total, s.faults.total(), s.leaks, dups, s.rssStart, s.rssEnd, st.errors, unexplained, s.violations, s.cfg.seed)
-	return s.leaks == 0 && dups == 0 && unexplained == 0 && s.violations == 0
+	say(fmt.Sprintf("soak pods=%d calls=%d faults=%d leaks=%d duplicates=%d rss_start_mb=%.1f rss_end_mb=%.1f errors=%d unexplained=%d violations=%d seed=%d",
+		s.cfg.pods, st.total, s.faults.total(), s.leaks, dups, s.rssStart, s.rssEnd, st.errors, unexplained, s.violations, s.cfg.seed))
+	if s.leaks == 0 && dups == 0 && unexplained == 0 && s.violations == 0 {
+		return true, nil
+	}
+	return false, verdict
 }

@@ -35,6 +35,7 @@ var nics = []string{"nic0", "nic0p", "nic1", "nic1p"}
 // from the module (the soak is run from the checkout: `make soak`).
 func buildBinaries(dir string) error {
 	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/telcni/telcni/cmd/telcni", "github.com/telcni/telcni/cmd/telcni-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as `make build` ships them
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build telcni telcni-agent (run from the checkout, or pass -bin-dir): %v\n%s", err, out)

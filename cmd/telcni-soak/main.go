@@ -171,13 +171,15 @@ func run(c config) (bool, error) {
 	// Everything DELed or collected by GC, then audited.
 	s.teardown(context.WithoutCancel(ctx))
 	s.audit(context.WithoutCancel(ctx))
-	ok := s.report()
+	ok, verdict := s.report()
 	if interrupted {
 		fmt.Println("soak: interrupted")
+		verdict = append(verdict, "soak: interrupted")
 		ok = false
 	}
 	if !ok {
 		fmt.Printf("soak: agent log (tail):\n%s\n", indent(tail(s.agent.log, 4000)))
+		fmt.Printf("soak: FAILED (repeated from above):\n%s\n", strings.Join(verdict, "\n"))
 	}
 	return ok, nil
 }
