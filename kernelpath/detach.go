@@ -63,7 +63,7 @@ func (p *Path) detachNetns(ctx context.Context, path string, recs []*attach.Reco
 	defer done()
 	group := tombstoneGroups | rand.Uint32N(1<<24)
 	var errs []error
-	grouped := 0
+	var grouped []int
 	for _, rec := range recs {
 		if err := DeletePolicyRules(h, rec); err != nil {
 			errs = append(errs, err)
@@ -89,23 +89,24 @@ func (p *Path) detachNetns(ctx context.Context, path string, recs []*attach.Reco
 			}
 			continue
 		}
-		grouped++
+		grouped = append(grouped, link.Attrs().Index)
 	}
-	if grouped > 0 {
-		if err := deleteGroup(target, group); err != nil {
+	if len(grouped) > 0 {
+		if err := p.deleteGroup(target, group, grouped); err != nil {
 			errs = append(errs, fmt.Errorf("delete the pod's links in %s: %w", path, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// deleteGroup removes every link of group in the netns target with one
-// RTM_DELLINK (ifindex 0, IFLA_GROUP), as `ip link delete group N` does.
-func deleteGroup(target netns.NsHandle, group uint32) error {
+// deleteGroup removes every link of group (indexes) in the netns target
+// with one RTM_DELLINK (ifindex 0, IFLA_GROUP), as `ip link delete group
+// N` does, returning at the kernel's announcement (see unregister).
+func (p *Path) deleteGroup(target netns.NsHandle, group uint32, indexes []int) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
-	return execAt(target, req)
+	return p.unregister(target, req, indexes)
 }
 
 // execAt sends req, a route-netlink request vishvananda/netlink has no call

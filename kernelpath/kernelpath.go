@@ -30,6 +30,10 @@ type Path struct {
 	// hostMu orders host-link creation and removal against pod links
 	// being made on them.
 	hostMu sync.Mutex
+
+	// bg holds the deletions whose kernel calls finish after DEL
+	// returned (see unregister).
+	bg sync.WaitGroup
 }
 
 var _ attach.Path = (*Path)(nil)
@@ -53,8 +57,12 @@ func New(log *slog.Logger, hostNetns string) (*Path, error) {
 	return &Path{log: log, host: h}, nil
 }
 
-// Close releases the host netlink handle.
-func (p *Path) Close() { p.host.Close() }
+// Close waits for deletions still finishing in the kernel and releases
+// the host netlink handle.
+func (p *Path) Close() {
+	p.bg.Wait()
+	p.host.Close()
+}
 
 // Kinds are the network paths this package serves.
 func Kinds() []api.PathKind {
@@ -127,7 +135,7 @@ func (p *Path) Detach(ctx context.Context, rec *attach.Record) error {
 		p.log.Warn("detach: link is not telcni's, left in place", "netns", rec.Netns, "ifname", rec.IfName, "alias", link.Attrs().Alias)
 		return nil
 	}
-	if err := h.LinkDel(link); err != nil {
+	if err := p.deleteLink(target, link.Attrs().Index); err != nil {
 		return fmt.Errorf("delete %s in %s: %w", rec.IfName, rec.Netns, err)
 	}
 	return nil
