@@ -25,7 +25,9 @@ func Main(m *testing.M, dir *string, pkgs map[string]string) {
 	}
 	*dir = d
 	for pkg, name := range pkgs {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(d, name), pkg).CombinedOutput(); err != nil {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(d, name), pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as `make build` ships them
+		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
 			os.RemoveAll(d)
 			os.Exit(1)

@@ -44,7 +44,7 @@ func TestHostCNIBenchmark(t *testing.T) {
 		t.Skip("benchmark: run `make bench-cni`")
 	}
 	bin, _ := filepath.Abs("testdata/bin")
-	for _, p := range []string{"telcni", "macvlan", "host-local"} {
+	for _, p := range []string{"telcni", "macvlan", "host-local", "noopcni"} {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
 			t.Fatalf("plugin %s missing from %s: run `make bench-cni`, which builds them", p, bin)
 		}
@@ -69,10 +69,11 @@ func TestHostCNIBenchmark(t *testing.T) {
 		}
 		return l
 	}
-	var ref, att []*libcni.NetworkConfigList
+	var ref, att, noop []*libcni.NetworkConfigList
 	for i := 1; i <= 3; i++ {
 		ref = append(ref, conf(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"ref%d","plugins":[{"type":"macvlan","master":"bench0","mode":"bridge","ipam":{"type":"host-local","dataDir":"DATA","ranges":[[{"subnet":"10.9%d.0.0/16"}]]}}]}`, i, i)))
 		att = append(att, conf(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"att%d","plugins":[{"type":"telcni","agentSocket":"SOCK","network":"m%d"}]}`, i, i)))
+		noop = append(noop, conf(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"noop%d","plugins":[{"type":"noopcni"}]}`, i)))
 	}
 	pod := conf(`{"cniVersion":"1.1.0","name":"telcni","plugins":[{"type":"telcni","agentSocket":"SOCK","capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}`)
 	const annotation = `[{"name":"m1","interface":"net1"},{"name":"m2","interface":"net2"},{"name":"m3","interface":"net3"}]`
@@ -103,13 +104,16 @@ func TestHostCNIBenchmark(t *testing.T) {
 		l.del = append(l.del, time.Since(start))
 		return nil
 	}
-	var refL, attL, podL lat
+	var refL, attL, podL, noopL lat
 	err := netnstest.Do(node, func() error {
-		for i := range iters { // interleaved, so that drift hits all three alike
+		for i := range iters { // interleaved, so that drift hits all arms alike
 			if err := chain(ref, fmt.Sprintf("r%d", i), netnstest.New(t), &refL); err != nil {
 				return err
 			}
 			if err := chain(att, fmt.Sprintf("a%d", i), netnstest.New(t), &attL); err != nil {
+				return err
+			}
+			if err := chain(noop, fmt.Sprintf("n%d", i), netnstest.New(t), &noopL); err != nil {
 				return err
 			}
 			rt := podRT(fmt.Sprintf("p%d", i), netnstest.New(t))
@@ -138,6 +142,7 @@ func TestHostCNIBenchmark(t *testing.T) {
 	report("reference (3 conflists)", refL)
 	report("telcni attachment (3)", attL)
 	report("telcni pod mode (1 ADD)", podL)
+	report("no-op Go plugin (3)", noopL)
 	ratio := func(l lat) string {
 		a50, a99 := percentiles(l.add)
 		d50, d99 := percentiles(l.del)
@@ -147,6 +152,7 @@ func TestHostCNIBenchmark(t *testing.T) {
 	}
 	fmt.Printf("cni-ratio %s (telcni attachment mode / reference chain; <1 is faster)\n", ratio(attL))
 	fmt.Printf("cni-ratio-pod %s (telcni pod mode / reference chain)\n", ratio(podL))
+	fmt.Printf("cni-floor %s (a Go plugin doing nothing, 3 conflists / reference chain: attachment mode's floor)\n", ratio(noopL))
 
 	// The burst: 100 pods × 3 interfaces in pod mode, all at once.
 	const burst = 100
