@@ -19,6 +19,7 @@ import (
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/internal/agenttest"
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/ipam"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/netsource"
 )
@@ -206,6 +207,24 @@ func rssMB() float64 {
 	return 0
 }
 
+// tmpfsStore opens the agent's store on a tmpfs, where the agent keeps it
+// (-state-dir /run/telcni/state; /run is a tmpfs on nodes, not on these
+// test machines, hence /dev/shm).
+func tmpfsStore(t *testing.T) *ipam.Store {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "telcni-bench-")
+	if err != nil {
+		t.Fatalf("state dir on a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s, err := ipam.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // startHostAgent serves telcni's agent in this process, with node as the
 // netns holding the masters.
 func startHostAgent(t *testing.T, node string) string {
@@ -223,6 +242,6 @@ func startHostAgent(t *testing.T, node string) string {
 	if os.Getenv("TELCNI_BENCH_TRACE") == "1" { // each call's phases, to stderr
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	a := agent.New(agent.Config{Store: agenttest.Store(t), Networks: netsource.NewDir(agenttest.NetworkDir(t, hostNetworks)), Paths: paths, Log: log})
+	a := agent.New(agent.Config{Store: tmpfsStore(t), Networks: netsource.NewDir(agenttest.NetworkDir(t, hostNetworks)), Paths: paths, Log: log})
 	return agenttest.Serve(t, a)
 }
