@@ -80,7 +80,8 @@ type PolicyController struct {
 	disc discovery.DiscoveryInterface
 
 	dynFactory  dynamicinformer.DynamicSharedInformerFactory
-	metaFactory metadatainformer.SharedInformerFactory
+	metaFactory metadatainformer.SharedInformerFactory // namespaces
+	podFactory  metadatainformer.SharedInformerFactory // pods not finished
 	policies    cache.SharedIndexInformer
 	pods        cache.SharedIndexInformer
 	namespaces  cache.SharedIndexInformer
@@ -146,8 +147,14 @@ func NewPolicyController(rc *rest.Config, cfg PolicyConfig) (*PolicyController, 
 		applied: map[string]policy.Rules{}, parsed: map[string]parsedPod{}, notes: map[string]bool{}}
 	c.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.metaFactory = metadatainformer.NewSharedInformerFactory(meta, 0)
+	// Pods that finished are no peers: their addresses may be another
+	// pod's already. Metadata has no phase, so the API server filters: a
+	// pod that reaches Succeeded or Failed leaves the watch as deleted.
+	c.podFactory = metadatainformer.NewFilteredSharedInformerFactory(meta, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.FieldSelector = "status.phase!=Succeeded,status.phase!=Failed"
+	})
 	c.policies = c.dynFactory.ForResource(policy.GVR).Informer()
-	c.pods = c.metaFactory.ForResource(podsGVR).Informer()
+	c.pods = c.podFactory.ForResource(podsGVR).Informer()
 	c.namespaces = c.metaFactory.ForResource(namespacesGVR).Informer()
 	// Pods of the whole cluster are cached: keep only what policies read.
 	if err := c.pods.SetTransform(slimPod); err != nil {
@@ -220,8 +227,10 @@ func (c *PolicyController) Run(ctx context.Context) error {
 	}
 	c.dynFactory.Start(ctx.Done())
 	c.metaFactory.Start(ctx.Done())
+	c.podFactory.Start(ctx.Done())
 	defer c.dynFactory.Shutdown()
 	defer c.metaFactory.Shutdown()
+	defer c.podFactory.Shutdown()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	synced := cache.WaitForCacheSync(wctx.Done(), c.policies.HasSynced, c.pods.HasSynced, c.namespaces.HasSynced)
 	cancel()

@@ -218,11 +218,21 @@ spec:
 	} else {
 		t.Logf("b relabelled: passes after %v", d)
 	}
-	if _, err := cs.CoreV1().Pods("ran").Patch(ctx, "client-b", types.MergePatchType, []byte(`{"metadata":{"labels":{"app":"b"}}}`), metav1.PatchOptions{}); err != nil {
+	// 2b. A pod that finished is no peer any more, whatever its labels:
+	// its address may already be another pod's.
+	b, err := cs.CoreV1().Pods("ran").Get(ctx, "client-b", metav1.GetOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if until(bNS, false, time.Now(), 2*time.Second) == 0 {
-		t.Fatal("client b labelled back is not dropped again within 2 s")
+	b.Status.Phase = corev1.PodSucceeded
+	start = time.Now()
+	if _, err := cs.CoreV1().Pods("ran").UpdateStatus(ctx, b, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := until(bNS, false, start, 2*time.Second); d == 0 {
+		t.Fatal("client b's pod Succeeded, yet its address still passes as an app=a peer 2 s later")
+	} else {
+		t.Logf("b's pod finished: its address dropped after %v", d)
 	}
 
 	// 3. Deleting the policy opens the server again.
