@@ -24,6 +24,7 @@ import (
 	"go.fd.io/govpp/binapi/memclnt"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/vhost_user"
+	"go.fd.io/govpp/binapi/vlib"
 )
 
 // fakeVPP is an in-memory model of the VPP objects the agent touches,
@@ -40,6 +41,8 @@ type fakeVPP struct {
 	routes map[string]uint32 // "table/prefix" -> sw_if_index
 	proxy  map[string]bool   // proxy ARP ranges and ND proxies
 	acls   map[uint32]string // ACL index -> tag
+	rules  map[uint32]int    // ACL index -> number of rules
+	cli    []string          // debug CLI commands run
 	calls  []string
 	// avfRefuse, when not 0, is avf_create's retval (VPP cannot open the
 	// PCI device).
@@ -205,6 +208,10 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 			return []api.Message{&acl.ACLAddReplaceReply{Retval: rvNoSuch}}
 		}
 		f.acls[idx] = r.Tag
+		if f.rules == nil {
+			f.rules = map[uint32]int{}
+		}
+		f.rules[idx] = len(r.R)
 		return []api.Message{&acl.ACLAddReplaceReply{ACLIndex: idx}}
 	case *acl.ACLDel:
 		_, ok := f.acls[r.ACLIndex]
@@ -413,6 +420,9 @@ func (f *fakeVPP) handle(m api.Message) []api.Message {
 	case *arp.ProxyArpIntfcEnableDisable:
 		f.proxy[fmt.Sprintf("arp-if %d", r.SwIfIndex)] = r.Enable
 		return []api.Message{&arp.ProxyArpIntfcEnableDisableReply{Retval: rv(idxOK(r.SwIfIndex))}}
+	case *vlib.CliInband:
+		f.cli = append(f.cli, r.Cmd)
+		return []api.Message{&vlib.CliInbandReply{}}
 	case *ip6_nd.IP6ndProxyAddDel:
 		f.proxy[fmt.Sprintf("nd %d %s", r.SwIfIndex, r.IP)] = r.IsAdd
 		return []api.Message{&ip6_nd.IP6ndProxyAddDelReply{Retval: rv(idxOK(r.SwIfIndex))}}

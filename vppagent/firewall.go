@@ -131,6 +131,14 @@ func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error 
 	for idx, tag := range existing {
 		byTag[tag] = idx
 	}
+	podTag := rec.Spec.Tag()
+	if !hasPolicy && !m.aclsWritten(podTag) {
+		_, eg := byTag[aclTag(podTag, "egress")]
+		_, ing := byTag[aclTag(podTag, "ingress")]
+		if eg || ing {
+			return nil // an earlier agent's, with its policy: kept until the policy is known
+		}
+	}
 	var in, out, stale []uint32
 	for _, dir := range []string{"egress", "ingress"} {
 		tag := aclTag(rec.Spec.Tag(), dir)
@@ -162,6 +170,7 @@ func (m *Manager) applyFirewall(ctx context.Context, v *vpp, rec *Record) error 
 			return err
 		}
 	}
+	m.markWritten(podTag)
 	return nil
 }
 

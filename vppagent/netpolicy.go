@@ -38,13 +38,19 @@ import (
 type podPolicies struct {
 	mu sync.Mutex
 	m  map[string]policy.Rules
+	// written holds the tags whose ACLs this Manager has written. Until
+	// it has, ACLs found in VPP are an earlier agent's, built with the
+	// policy it knew: a reconcile keeps them as they are rather than
+	// rebuild them from the firewall alone, which would open the pod
+	// until the policy controller's first pass.
+	written map[string]bool
 }
 
 // policies is keyed by Manager, then pod tag.
 var policies sync.Map // *Manager → *podPolicies
 
 func (m *Manager) policyStore() *podPolicies {
-	s, _ := policies.LoadOrStore(m, &podPolicies{m: map[string]policy.Rules{}})
+	s, _ := policies.LoadOrStore(m, &podPolicies{m: map[string]policy.Rules{}, written: map[string]bool{}})
 	return s.(*podPolicies)
 }
 
@@ -60,7 +66,29 @@ func (m *Manager) policyOf(tag string) (policy.Rules, bool) {
 }
 
 // forgetPolicy drops the rules of a deleted pod interface.
-func (m *Manager) forgetPolicy(tag string) { m.setPolicyOf(tag, policy.Rules{}, false) }
+func (m *Manager) forgetPolicy(tag string) {
+	m.setPolicyOf(tag, policy.Rules{}, false)
+	s := m.policyStore()
+	s.mu.Lock()
+	delete(s.written, tag)
+	s.mu.Unlock()
+}
+
+// aclsWritten reports whether this Manager wrote the ACLs of tag (see
+// podPolicies.written); markWritten records that it did.
+func (m *Manager) aclsWritten(tag string) bool {
+	s := m.policyStore()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written[tag]
+}
+
+func (m *Manager) markWritten(tag string) {
+	s := m.policyStore()
+	s.mu.Lock()
+	s.written[tag] = true
+	s.mu.Unlock()
+}
 
 func (m *Manager) setPolicyOf(tag string, r policy.Rules, keep bool) {
 	s := m.policyStore()
@@ -90,7 +118,7 @@ func (m *Manager) SetPolicy(ctx context.Context, key string, r policy.Rules) err
 	}
 	tag := rec.Spec.Tag()
 	_, had := m.policyOf(tag)
-	if !had && r.Open() && len(rec.Spec.Network.Firewall) > 0 {
+	if !had && r.Open() && len(rec.Spec.Network.Firewall) > 0 && m.aclsWritten(tag) {
 		return nil // the ACLs hold the firewall alone already (reconcile made them so)
 	}
 	if slices.Contains(m.conn.MissingPlugins(), "acl") {

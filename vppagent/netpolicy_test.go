@@ -1,6 +1,7 @@
 package vppagent
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
@@ -40,5 +41,53 @@ func TestPodACL(t *testing.T) {
 	out := podACL(nil, pol, "egress")
 	if len(out) != 2 || out[0].IsPermit != acl_types.ACL_ACTION_API_PERMIT_REFLECT {
 		t.Errorf("open egress beside an isolated ingress: %+v, want permit+reflect any", out)
+	}
+}
+
+// After an agent restart, VPP's reconcile keeps a pod's ACLs as the earlier
+// agent left them, policy included, instead of rebuilding them from the
+// firewall alone (which opened the pod until the policy controller's first
+// pass); the first SetPolicy then rewrites them, even to the firewall
+// alone.
+func TestRestartKeepsPolicyACLsUntilPolicyKnown(t *testing.T) {
+	f := newFakeVPP()
+	dir := t.TempDir()
+	ctx := context.Background()
+	fw := []FirewallRule{{Direction: "ingress", Drop: true, Protocol: "udp", Ports: []int{9}}}
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/pod-a",
+		Network: Network{Name: "fh", Kind: KindMemif, Firewall: fw}}
+	m := fakeManager(f, dir)
+	if _, err := m.Add(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Rules{Ingress: policy.Direction{Isolated: true, Allow: []policy.Rule{{Peer: netip.MustParsePrefix("10.0.0.2/32")}, {Peer: netip.MustParsePrefix("10.0.0.3/32")}, {Peer: netip.MustParsePrefix("10.0.0.4/32")}}}}
+	if err := m.SetPolicy(ctx, spec.Key(), pol); err != nil {
+		t.Fatal(err)
+	}
+	ingress := func() int {
+		for idx, tag := range f.acls {
+			if tag == aclTag(spec.Tag(), "ingress") {
+				return f.rules[idx]
+			}
+		}
+		return -1
+	}
+	withPolicy, firewallOnly := len(podACL(fw, pol, "ingress")), len(podACL(fw, policy.Rules{}, "ingress"))
+	if withPolicy == firewallOnly {
+		t.Fatal("the test needs the policy to change the ACL's length")
+	}
+	if n := ingress(); n != withPolicy {
+		t.Fatalf("ingress ACL has %d rules with the policy, want %d", n, withPolicy)
+	}
+	// The agent restarts; VPP keeps running.
+	m2 := fakeManager(f, dir, spec)
+	if n := ingress(); n != withPolicy {
+		t.Fatalf("after the agent's restart the reconcile rebuilt the ingress ACL to %d rules (firewall alone: %d); want it kept at %d until the policy is known", n, firewallOnly, withPolicy)
+	}
+	if err := m2.SetPolicy(ctx, spec.Key(), policy.Rules{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ingress(); n != firewallOnly {
+		t.Fatalf("the policy was deleted while the agent was down: ingress ACL has %d rules, want the firewall's %d", n, firewallOnly)
 	}
 }
