@@ -17,7 +17,7 @@ import (
 	"github.com/telcni/telcni/internal/netnstest"
 )
 
-func newPath(t *testing.T, node string) *Path {
+func newPath(t testing.TB, node string) *Path {
 	t.Helper()
 	p, err := New(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), node)
 	if err != nil {
@@ -27,7 +27,7 @@ func newPath(t *testing.T, node string) *Path {
 	return p
 }
 
-func macvlanNet(t *testing.T, extra string) *api.Network {
+func macvlanNet(t testing.TB, extra string) *api.Network {
 	t.Helper()
 	n, err := api.ParseNetwork([]byte(`{"name":"fh","path":"macvlan","master":"up0","mtu":1400` + extra + `,
 		"ipam":{"subnets":[{"cidr":"10.9.0.0/24","gateway":"10.9.0.1"},{"cidr":"fd00:9::/64","gateway":"fd00:9::1"}],

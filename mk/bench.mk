@@ -2,6 +2,9 @@
 #   make bench-kernel   CNI ADD+DEL latency, telcni vs the reference plugins, in the kernel guest
 
 BENCH_ITERS  ?= 30
+# The host bench runs fast enough for a p99 that is not just the slowest of
+# 30 samples.
+HOST_BENCH_ITERS ?= 100
 CNIBENCH_BIN := perf/cnibench/testdata/bin
 REF_PLUGINS  := github.com/containernetworking/plugins/plugins/main/ipvlan \
                 github.com/containernetworking/plugins/plugins/main/macvlan \
@@ -26,4 +29,4 @@ demo-guest: deps-kernelguest
 bench-cni: build
 	@mkdir -p $(CNIBENCH_BIN)
 	CGO_ENABLED=0 $(GO) build -o $(CNIBENCH_BIN)/ ./cmd/telcni ./perf/cnibench/noopcni github.com/containernetworking/plugins/plugins/main/macvlan github.com/containernetworking/plugins/plugins/ipam/host-local
-	TELCNI_BENCH=1 TELCNI_BENCH_ITERS=$(BENCH_ITERS) $(GO) test -count=1 -timeout 10m -run '^TestHostCNIBenchmark$$' -v ./perf/cnibench/ | grep -E '^(cni-|    bench_host|--- |ok|FAIL)'
+	TELCNI_BENCH=1 TELCNI_BENCH_ITERS=$(HOST_BENCH_ITERS) $(GO) test -count=1 -timeout 10m -run '^TestHostCNIBenchmark$$' -v ./perf/cnibench/ | grep -E '^(cni-|    bench_host|--- |ok|FAIL)'
