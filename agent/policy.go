@@ -78,7 +78,7 @@ func (a *Agent) EnforcePolicy(ctx context.Context, pi PolicyInterface, r policy.
 // controller knows now; ok is false when it cannot tell yet (caches not
 // synced, the pod not seen).
 type PolicySource interface {
-	RulesFor(pi PolicyInterface) (r policy.Rules, ok bool)
+	RulesFor(ctx context.Context, pi PolicyInterface) (r policy.Rules, ok bool)
 }
 
 // UsePolicies makes ADD apply each new interface's policy before it
@@ -95,7 +95,7 @@ func (a *Agent) enforceAtAdd(ctx context.Context, rec *Attachment) error {
 	}
 	for i := range rec.Interfaces {
 		ir := &rec.Interfaces[i]
-		r, ok := a.policies.RulesFor(policyInterface(rec, ir))
+		r, ok := a.policies.RulesFor(ctx, policyInterface(rec, ir))
 		if !ok || r.Open() {
 			continue
 		}

@@ -88,7 +88,7 @@ func TestPolicyInterfacesAndEnforce(t *testing.T) {
 
 type fixedPolicies map[string]policy.Rules // by pod name
 
-func (f fixedPolicies) RulesFor(pi PolicyInterface) (policy.Rules, bool) {
+func (f fixedPolicies) RulesFor(_ context.Context, pi PolicyInterface) (policy.Rules, bool) {
 	r, ok := f[pi.Pod.Name]
 	return r, ok
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -86,8 +87,13 @@ type PolicyController struct {
 	pods        cache.SharedIndexInformer
 	namespaces  cache.SharedIndexInformer
 
-	poke   chan struct{}
-	synced atomic.Bool // the caches have synced: RulesFor can answer
+	poke chan struct{}
+	// state: starting, no CRD, synced; ready is closed at the first
+	// state other than starting (RulesFor waits for it).
+	state     atomic.Int32
+	ready     chan struct{}
+	readyOnce sync.Once
+	meta      metadata.Interface
 
 	// inMu guards parsed: the run loop and RulesFor (ADDs) both read the
 	// caches.
@@ -144,7 +150,8 @@ func NewPolicyController(rc *rest.Config, cfg PolicyConfig) (*PolicyController, 
 		return nil, fmt.Errorf("policy controller: discovery client: %w", err)
 	}
 	c := &PolicyController{cfg: cfg, disc: disc, log: cfg.Log.With("component", "policy"), poke: make(chan struct{}, 1),
-		applied: map[string]policy.Rules{}, parsed: map[string]parsedPod{}, notes: map[string]bool{}}
+		applied: map[string]policy.Rules{}, parsed: map[string]parsedPod{}, notes: map[string]bool{},
+		ready: make(chan struct{}), meta: meta}
 	c.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.metaFactory = metadatainformer.NewSharedInformerFactory(meta, 0)
 	// Pods that finished are no peers: their addresses may be another
@@ -240,7 +247,7 @@ func (c *PolicyController) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("policy controller: caches of MultiNetworkPolicies, pods and namespaces did not sync within a minute")
 	}
-	c.synced.Store(true)
+	c.setState(stateSynced)
 	c.log.Info("policy controller started")
 	resync := time.NewTicker(c.cfg.Resync)
 	defer resync.Stop()
@@ -276,7 +283,11 @@ func (c *PolicyController) waitCRD(ctx context.Context) bool {
 	for warned := false; ; {
 		res, err := c.disc.ServerResourcesForGroupVersion(policy.GVR.GroupVersion().String())
 		if err == nil && slices.ContainsFunc(res.APIResources, func(r metav1.APIResource) bool { return r.Name == policy.GVR.Resource }) {
+			c.setState(stateStarting) // served now: wait for the caches
 			return true
+		}
+		if apierrors.IsNotFound(err) || err == nil {
+			c.setState(stateNoCRD) // the API server answered: no policies exist
 		}
 		if !warned {
 			c.log.Warn("MultiNetworkPolicies are not served (CRD multi-networkpolicies.k8s.cni.cncf.io not installed?): none enforced; looking again every minute",
@@ -372,13 +383,31 @@ func (c *PolicyController) pass(ctx context.Context) (failed bool) {
 	return failed
 }
 
+// readyWait bounds how long an ADD waits for the caches at the agent's
+// start (RulesFor).
+const readyWait = 5 * time.Second
+
 // RulesFor compiles one interface's rules from the caches as they are now
-// (the agent's ADD, before the pod runs). ok is false before the caches
-// synced, for a pod not in the cache yet, and for one that is not a
-// Kubernetes pod.
-func (c *PolicyController) RulesFor(t PolicyTarget) (r policy.Rules, ok bool) {
-	if !c.synced.Load() || t.Pod.Name == "" {
+// (the agent's ADD, before the pod runs), so that a pod a policy selects
+// never runs open. At the agent's start it waits up to readyWait for the
+// caches; without the CRD no policy can exist, and the rules are open. A
+// pod not in the cache yet (its watch event lags the kubelet's ADD) is read
+// from the API: only its labels matter. ok is false when the caches are
+// not ready in time, the pod cannot be read, or it is no Kubernetes pod;
+// the controller's next pass applies its rules then.
+func (c *PolicyController) RulesFor(ctx context.Context, t PolicyTarget) (r policy.Rules, ok bool) {
+	if t.Pod.Name == "" {
 		return r, false
+	}
+	if !c.awaitReady(ctx) {
+		return r, false
+	}
+	switch c.state.Load() {
+	case stateNoCRD:
+		return r, true
+	case stateSynced:
+	default:
+		return r, false // the CRD just appeared: caches syncing
 	}
 	c.inMu.Lock()
 	in := c.input()
@@ -389,7 +418,62 @@ func (c *PolicyController) RulesFor(t PolicyTarget) (r policy.Rules, ok bool) {
 			return r, true
 		}
 	}
-	return r, false
+	p, err := c.podMeta(ctx, t.Pod)
+	if err != nil {
+		c.log.Warn("policy: the pod being added is not in the cache and cannot be read; its rules wait for the next pass",
+			"pod", t.Pod.Namespace+"/"+t.Pod.Name, "err", err)
+		return r, false
+	}
+	r, _ = policy.NewIndex(in).Compile(policy.Target{Pod: p, Network: t.Network})
+	return r, true
+}
+
+// awaitReady waits, up to readyWait, until the controller knows whether
+// policies exist (caches synced, or no CRD).
+func (c *PolicyController) awaitReady(ctx context.Context) bool {
+	select {
+	case <-c.ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-c.ready:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+		c.log.Warn("policy: caches not ready; an ADD answers before its MultiNetworkPolicy is known (the first pass applies it)", "waited", readyWait)
+	}
+	return false
+}
+
+// podMeta reads a pod's labels from the API (its metadata only).
+func (c *PolicyController) podMeta(ctx context.Context, pod attach.Pod) (*policy.Pod, error) {
+	m, err := c.meta.Resource(podsGVR).Namespace(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if pod.UID != "" && string(m.UID) != pod.UID {
+		return nil, fmt.Errorf("pod %s/%s has UID %s, not %s: it was replaced", pod.Namespace, pod.Name, m.UID, pod.UID)
+	}
+	return &policy.Pod{Namespace: m.Namespace, Name: m.Name, UID: string(m.UID), Labels: m.Labels}, nil
+}
+
+// The controller's states, for RulesFor.
+const (
+	stateStarting int32 = iota // caches not synced
+	stateNoCRD                 // MultiNetworkPolicies are not served: none exists
+	stateSynced
+)
+
+// setState moves to s; the first state other than starting makes the
+// controller ready.
+func (c *PolicyController) setState(s int32) {
+	c.state.Store(s)
+	if s != stateStarting {
+		c.readyOnce.Do(func() { close(c.ready) })
+	}
 }
 
 type applyJob struct {

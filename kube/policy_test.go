@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/internal/kubetest"
 	"github.com/telcni/telcni/internal/netnstest"
 	"github.com/telcni/telcni/kernelpath"
 	"github.com/telcni/telcni/policy"
@@ -246,4 +248,79 @@ spec:
 	}
 	took, iso = lastApply(start)
 	t.Logf("policy deleted: applied %v after the API call (isolated %v), b's traffic passes after %v", took, iso, passes)
+}
+
+// TestPolicyRulesForAtAdd: the rules an ADD applies before it answers. At
+// the agent's start RulesFor waits for the caches instead of answering
+// "unknown" (the pod would run open until the first pass); a pod created a
+// moment before its ADD, not yet in the watch cache, is read from the API;
+// without the CRD no policy can exist, and the answer is open at once.
+func TestPolicyRulesForAtAdd(t *testing.T) {
+	rc, cs := apiserver(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	namespace(t, cs, "ran")
+	createPolicy(t, rc, `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: guard
+  namespace: ran
+  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]`)
+	srv := policyPod(t, cs, "server", "server", "10.9.0.10")
+	target := func(p *corev1.Pod) PolicyTarget {
+		return PolicyTarget{Attachment: p.Name + "/eth0", IfName: "net1", Pod: attach.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}, Network: "ran/fh"}
+	}
+	run := func(rc *rest.Config) *PolicyController {
+		pc, err := NewPolicyController(rc, PolicyConfig{
+			Targets: func(context.Context) ([]PolicyTarget, error) { return nil, nil },
+			Apply:   func(context.Context, PolicyTarget, policy.Rules) error { return nil },
+			Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = pc.Run(ctx) }() // owned: ends with ctx
+		t.Cleanup(func() { cancel(); <-done })
+		return pc
+	}
+
+	// 1. Asked as the controller starts: it waits for the caches.
+	pc := run(rc)
+	start := time.Now()
+	r, ok := pc.RulesFor(ctx, target(srv))
+	if !ok || !r.Ingress.Isolated {
+		t.Fatalf("at start: rules %+v ok %v, want the policy's (ingress isolated)", r, ok)
+	}
+	t.Logf("at start: the policy known %v after the first ask", time.Since(start))
+
+	// 2. A pod created right before its ADD.
+	for i := range 5 {
+		p := policyPod(t, cs, fmt.Sprintf("server-%d", i), "server", fmt.Sprintf("10.9.0.%d", 20+i))
+		if r, ok := pc.RulesFor(ctx, target(p)); !ok || !r.Ingress.Isolated {
+			t.Fatalf("a pod created just before its ADD: rules %+v ok %v, want ingress isolated", r, ok)
+		}
+	}
+	other := policyPod(t, cs, "client", "a", "10.9.0.30")
+	if r, ok := pc.RulesFor(ctx, target(other)); !ok || !r.Open() {
+		t.Fatalf("a pod no policy selects: rules %+v ok %v, want open", r, ok)
+	}
+	if _, ok := pc.RulesFor(ctx, PolicyTarget{Pod: attach.Pod{Namespace: "ran", Name: "gone"}, Network: "ran/fh"}); ok {
+		t.Fatal("a pod the API does not have: ok, want not known")
+	}
+
+	// 3. No CRD: open at once.
+	bare := kubetest.Start(t)
+	start = time.Now()
+	if r, ok := run(bare.Config).RulesFor(ctx, target(srv)); !ok || !r.Open() {
+		t.Fatalf("no MultiNetworkPolicy CRD: rules %+v ok %v, want open", r, ok)
+	}
+	if took := time.Since(start); took >= readyWait {
+		t.Fatalf("no CRD: the answer took %v, the whole wait", took)
+	}
 }

@@ -66,8 +66,8 @@ func connectCluster(ctx context.Context, kubeconfig string, cfg kube.Config) (*k
 // policySource gives the agent's ADD the controller's view of policies.
 type policySource struct{ pc *kube.PolicyController }
 
-func (s policySource) RulesFor(pi agent.PolicyInterface) (policy.Rules, bool) {
-	return s.pc.RulesFor(kube.PolicyTarget(pi))
+func (s policySource) RulesFor(ctx context.Context, pi agent.PolicyInterface) (policy.Rules, bool) {
+	return s.pc.RulesFor(ctx, kube.PolicyTarget(pi))
 }
 
 func splitList(s string) []string {
