@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/telcni/telcni/api"
 	"github.com/telcni/telcni/attach"
+	"github.com/telcni/telcni/policy"
 )
 
 // PodAnnotations returns the annotations of pod: from the informer cache,
@@ -25,6 +28,29 @@ func (c *Cluster) PodAnnotations(ctx context.Context, pod attach.Pod) (map[strin
 		return nil, err
 	}
 	return p.Annotations, nil
+}
+
+// PodPorts returns the named container ports of pod (its containers and
+// sidecars), which MultiNetworkPolicy's named ports refer to.
+func (c *Cluster) PodPorts(ctx context.Context, pod attach.Pod) ([]policy.ContainerPort, error) {
+	p, err := c.pod(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	var out []policy.ContainerPort
+	for _, ctr := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+		for _, cp := range ctr.Ports {
+			if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+				continue
+			}
+			proto := strings.ToLower(string(cp.Protocol))
+			if proto == "" {
+				proto = "tcp"
+			}
+			out = append(out, policy.ContainerPort{Name: cp.Name, Protocol: proto, Port: uint16(cp.ContainerPort)})
+		}
+	}
+	return out, nil
 }
 
 func (c *Cluster) pod(ctx context.Context, pod attach.Pod) (*corev1.Pod, error) {

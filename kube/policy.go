@@ -66,6 +66,10 @@ type PolicyConfig struct {
 	RetryAfter time.Duration
 	// Parallel bounds the interfaces applied at once (0: 16).
 	Parallel int
+	// TargetPorts reads a local pod's container ports, which an ingress
+	// rule's named port refers to; nil: named ports allow nothing. See
+	// Cluster.PodPorts (the node's pods are cached in full).
+	TargetPorts func(ctx context.Context, pod attach.Pod) ([]policy.ContainerPort, error)
 	Log      *slog.Logger
 }
 
@@ -336,8 +340,14 @@ func (c *PolicyController) pass(ctx context.Context) (failed bool) {
 			// name): its informer event comes and triggers another pass.
 			continue
 		}
+		ports, err := c.targetPorts(ctx, x, t.Pod)
+		if err != nil {
+			c.log.Warn("policy: the pod's container ports (for named ports) cannot be read; retrying", "pod", t.Pod.Namespace+"/"+t.Pod.Name, "err", err)
+			failed = true
+			continue
+		}
 		seen[t.id()] = true
-		rules, names := x.Compile(policy.Target{Pod: pod, Network: t.Network})
+		rules, names := x.Compile(policy.Target{Pod: pod, Network: t.Network, Ports: ports})
 		if last, ok := c.applied[t.id()]; ok && last.Equal(rules) {
 			continue
 		}
@@ -412,9 +422,16 @@ func (c *PolicyController) RulesFor(ctx context.Context, t PolicyTarget) (r poli
 	c.inMu.Lock()
 	in := c.input()
 	c.inMu.Unlock()
+	x := policy.NewIndex(in)
+	ports, err := c.targetPorts(ctx, x, t.Pod)
+	if err != nil {
+		c.log.Warn("policy: the pod's container ports (for named ports) cannot be read; its rules wait for the next pass",
+			"pod", t.Pod.Namespace+"/"+t.Pod.Name, "err", err)
+		return r, false
+	}
 	for _, p := range in.Pods {
 		if p.Namespace == t.Pod.Namespace && p.Name == t.Pod.Name && (t.Pod.UID == "" || p.UID == t.Pod.UID) {
-			r, _ = policy.NewIndex(in).Compile(policy.Target{Pod: p, Network: t.Network})
+			r, _ = x.Compile(policy.Target{Pod: p, Network: t.Network, Ports: ports})
 			return r, true
 		}
 	}
@@ -424,8 +441,17 @@ func (c *PolicyController) RulesFor(ctx context.Context, t PolicyTarget) (r poli
 			"pod", t.Pod.Namespace+"/"+t.Pod.Name, "err", err)
 		return r, false
 	}
-	r, _ = policy.NewIndex(in).Compile(policy.Target{Pod: p, Network: t.Network})
+	r, _ = x.Compile(policy.Target{Pod: p, Network: t.Network, Ports: ports})
 	return r, true
+}
+
+// targetPorts reads a local pod's container ports when some policy names
+// a port (PolicyConfig.TargetPorts).
+func (c *PolicyController) targetPorts(ctx context.Context, x *policy.Index, pod attach.Pod) ([]policy.ContainerPort, error) {
+	if !x.NamedPorts() || c.cfg.TargetPorts == nil {
+		return nil, nil
+	}
+	return c.cfg.TargetPorts(ctx, pod)
 }
 
 // awaitReady waits, up to readyWait, until the controller knows whether
@@ -579,6 +605,9 @@ func (c *Cluster) PolicyController(cfg PolicyConfig) (*PolicyController, error) 
 	}
 	if cfg.Log == nil {
 		cfg.Log = c.cfg.Log
+	}
+	if cfg.TargetPorts == nil {
+		cfg.TargetPorts = c.PodPorts
 	}
 	return NewPolicyController(c.rc, cfg)
 }

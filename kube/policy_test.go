@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -322,5 +323,59 @@ spec:
 	}
 	if took := time.Since(start); took >= readyWait {
 		t.Fatalf("no CRD: the answer took %v, the whole wait", took)
+	}
+}
+
+// TestPolicyNamedPortFromPodSpec: an ingress rule's named port is the
+// protected pod's container port of that name and protocol, read by the
+// Cluster from the pod's spec (Cluster.PodPorts).
+func TestPolicyNamedPortFromPodSpec(t *testing.T) {
+	rc, cs := apiserver(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	namespace(t, cs, "ran")
+	createPolicy(t, rc, `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: named
+  namespace: ran
+  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
+spec:
+  podSelector: {matchLabels: {app: amf}}
+  ingress:
+  - ports: [{protocol: SCTP, port: n2}, {protocol: UDP, port: n2}, {port: sbi}]`)
+	p, err := cs.CoreV1().Pods("ran").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "amf", Namespace: "ran", Labels: map[string]string{"app": "amf"}},
+		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "amf", Image: "busybox", Ports: []corev1.ContainerPort{
+			{Name: "n2", ContainerPort: 38412, Protocol: corev1.ProtocolSCTP},
+			{Name: "sbi", ContainerPort: 8080},
+		}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := cluster(t, rc, "node-a").PolicyController(PolicyConfig{
+		Targets: func(context.Context) ([]PolicyTarget, error) { return nil, nil },
+		Apply:   func(context.Context, PolicyTarget, policy.Rules) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pc.Run(ctx) }() // owned: ends with ctx
+	defer func() { cancel(); <-done }()
+	r, ok := pc.RulesFor(ctx, PolicyTarget{Attachment: "amf/eth0", IfName: "net1", Pod: attach.Pod{Namespace: "ran", Name: "amf", UID: string(p.UID)}, Network: "ran/fh"})
+	if !ok || !r.Ingress.Isolated {
+		t.Fatalf("rules %+v ok %v, want ingress isolated", r, ok)
+	}
+	var got []string
+	for _, a := range r.Ingress.Allow {
+		got = append(got, fmt.Sprintf("%s/%d-%d", a.Protocol, a.Port, a.EndPort))
+	}
+	// n2 is SCTP 38412; the pod has no UDP port named n2 (allows nothing);
+	// sbi defaults to TCP.
+	if want := []string{"sctp/38412-38412", "tcp/8080-8080"}; !slices.Equal(got, want) {
+		t.Fatalf("ingress allows %v, want %v", got, want)
 	}
 }

@@ -42,6 +42,16 @@ type Input struct {
 type Target struct {
 	Pod     *Pod
 	Network string
+	// Ports are the target pod's container ports: an ingress rule's named
+	// port is the port of that name (and protocol) on the pod it protects.
+	Ports []ContainerPort
+}
+
+// ContainerPort is one named port of a pod's containers.
+type ContainerPort struct {
+	Name     string
+	Protocol string // "tcp", "udp" or "sctp"
+	Port     uint16
 }
 
 // Rule allows traffic with one peer prefix (the source for ingress, the
@@ -100,6 +110,7 @@ type Index struct {
 	in       *Input
 	policies []*compiled
 	byNS     map[string][]*Pod
+	named    bool // an ingress rule names a port (Compile needs Target.Ports)
 	// Notes are the parts of the input that were ignored, each with why
 	// (named ports, invalid selectors, policies without policy-for).
 	Notes []string
@@ -139,6 +150,11 @@ func NewIndex(in *Input) *Index {
 		}
 		c.selector = sel
 		c.ingress, c.egress = policyTypes(&p.Spec)
+		for _, r := range p.Spec.Ingress {
+			for _, pp := range r.Ports {
+				x.named = x.named || (pp.Port != nil && pp.Port.Type == intstr.String)
+			}
+		}
 		x.policies = append(x.policies, c)
 	}
 	// Policies in a stable order: the result must not depend on the order
@@ -147,6 +163,10 @@ func NewIndex(in *Input) *Index {
 	slices.SortFunc(x.policies, func(a, b *compiled) int { return strings.Compare(a.name, b.name) })
 	return x
 }
+
+// NamedPorts reports whether an ingress rule of some policy names a port:
+// only then does Compile need the target's container ports.
+func (x *Index) NamedPorts() bool { return x.named }
 
 func (x *Index) note(format string, args ...any) {
 	x.Notes = append(x.Notes, fmt.Sprintf(format, args...))
@@ -192,13 +212,13 @@ func (x *Index) Compile(t Target) (Rules, []string) {
 		if c.ingress {
 			r.Ingress.Isolated = true
 			for i, rule := range c.p.Spec.Ingress {
-				r.Ingress.Allow = append(r.Ingress.Allow, x.rules(c, fmt.Sprintf("ingress[%d]", i), t.Network, rule.From, rule.Ports)...)
+				r.Ingress.Allow = append(r.Ingress.Allow, x.rules(c, fmt.Sprintf("ingress[%d]", i), t, true, rule.From, rule.Ports)...)
 			}
 		}
 		if c.egress {
 			r.Egress.Isolated = true
 			for i, rule := range c.p.Spec.Egress {
-				r.Egress.Allow = append(r.Egress.Allow, x.rules(c, fmt.Sprintf("egress[%d]", i), t.Network, rule.To, rule.Ports)...)
+				r.Egress.Allow = append(r.Egress.Allow, x.rules(c, fmt.Sprintf("egress[%d]", i), t, false, rule.To, rule.Ports)...)
 			}
 		}
 	}
@@ -209,8 +229,11 @@ func (x *Index) Compile(t Target) (Rules, []string) {
 
 // rules is one NetworkPolicy rule: every peer × every port. No peers
 // means any peer, no ports any port; peers that resolve to no address, or
-// ports all ignored, allow nothing.
-func (x *Index) rules(c *compiled, where, network string, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []Rule {
+// ports all ignored, allow nothing. A named port of an ingress rule is the
+// target's port of that name; on egress it would be each peer's, whose
+// container ports are not known here: ignored.
+func (x *Index) rules(c *compiled, where string, t Target, ingress bool, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []Rule {
+	network := t.Network
 	prefixes := []netip.Prefix{{}}
 	if len(peers) > 0 {
 		prefixes = nil
@@ -227,6 +250,9 @@ func (x *Index) rules(c *compiled, where, network string, peers []networkingv1.N
 		ranges = nil
 		for j, p := range ports {
 			proto, first, end, err := port(p)
+			if err == nil && p.Port != nil && p.Port.Type == intstr.String {
+				first, end, err = namedPort(t, ingress, proto, p.Port.StrVal)
+			}
 			if err != nil {
 				x.note("policy %s %s.ports[%d]: %v: that port is ignored (allows nothing)", c.name, where, j, err)
 				continue
@@ -303,8 +329,21 @@ func (x *Index) peer(c *compiled, where, network string, p networkingv1.NetworkP
 	return out
 }
 
-// port turns a NetworkPolicyPort into protocol and range. Named ports
-// would need every peer's container ports: not supported yet.
+// namedPort resolves an ingress rule's named port on the target pod.
+func namedPort(t Target, ingress bool, proto, name string) (first, end uint16, err error) {
+	if !ingress {
+		return 0, 0, fmt.Errorf("named port %q on egress (each peer's container port) is not supported", name)
+	}
+	for _, cp := range t.Ports {
+		if cp.Name == name && cp.Protocol == proto {
+			return cp.Port, cp.Port, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("the pod has no %s container port named %q", strings.ToUpper(proto), name)
+}
+
+// port turns a NetworkPolicyPort into protocol and range; a named port
+// gives its protocol only (namedPort resolves it).
 func port(p networkingv1.NetworkPolicyPort) (proto string, first, end uint16, err error) {
 	proto = "tcp"
 	if p.Protocol != nil {
@@ -325,7 +364,10 @@ func port(p networkingv1.NetworkPolicyPort) (proto string, first, end uint16, er
 		return proto, 0, 0, nil
 	}
 	if p.Port.Type == intstr.String {
-		return "", 0, 0, fmt.Errorf("named port %q is not supported", p.Port.StrVal)
+		if p.EndPort != nil {
+			return "", 0, 0, fmt.Errorf("endPort with the named port %q", p.Port.StrVal)
+		}
+		return proto, 0, 0, nil // namedPort resolves it
 	}
 	n := p.Port.IntVal
 	if n < 1 || n > 65535 {

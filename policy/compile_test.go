@@ -63,6 +63,7 @@ func TestCompile(t *testing.T) {
 		ingress  []string // nil: not isolated; [] isolated, nothing allowed
 		egress   []string
 		notes    int
+		ports    []ContainerPort // the target's container ports
 	}{
 		{name: "no policy: default allow", target: "server"},
 		{name: "selected, no rules: deny all ingress", target: "server",
@@ -138,6 +139,22 @@ spec:
 spec:
   podSelector: {}
   ingress: [{ports: [{port: http}]}]`}, ingress: []string{}},
+		{name: "named ingress ports: the target's container ports of that name and protocol", target: "server", notes: 1,
+			ports: []ContainerPort{{Name: "http", Protocol: "tcp", Port: 8080}, {Name: "n2", Protocol: "sctp", Port: 38412}, {Name: "dns", Protocol: "tcp", Port: 5353}},
+			policies: []string{head + `  name: p
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: http}, {protocol: SCTP, port: n2}, {protocol: UDP, port: dns}]`},
+			ingress: []string{"10.0.0.2/32 sctp/38412", "10.0.0.2/32 tcp/8080", "fd00::2/128 sctp/38412", "fd00::2/128 tcp/8080"}},
+		{name: "named egress port: each peer's, unknown here: allows nothing", target: "server", notes: 1,
+			ports: []ContainerPort{{Name: "http", Protocol: "tcp", Port: 8080}},
+			policies: []string{head + `  name: p
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: [{ports: [{port: http}]}]`}, egress: []string{}},
 		{name: "protocol without port", target: "server",
 			policies: []string{head + `  name: p
 spec:
@@ -185,7 +202,7 @@ spec:
 				net = "app/net1"
 			}
 			x := NewIndex(in)
-			r, _ := x.Compile(Target{Pod: target, Network: net})
+			r, _ := x.Compile(Target{Pod: target, Network: net, Ports: tc.ports})
 			check := func(dir string, d Direction, want []string) {
 				t.Helper()
 				if want == nil {
