@@ -257,37 +257,18 @@ spec:
 // moment before its ADD, not yet in the watch cache, is read from the API;
 // without the CRD no policy can exist, and the answer is open at once.
 func TestPolicyRulesForAtAdd(t *testing.T) {
-	rc, cs := apiserver(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	namespace(t, cs, "ran")
-	createPolicy(t, rc, `
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: guard
-  namespace: ran
-  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
-spec:
+	rc, cs := ranPolicy(t, "guard", `
   podSelector: {matchLabels: {app: server}}
   ingress:
   - from: [{podSelector: {matchLabels: {app: a}}}]`)
+	ctx := context.Background()
 	srv := policyPod(t, cs, "server", "server", "10.9.0.10")
-	target := func(p *corev1.Pod) PolicyTarget {
-		return PolicyTarget{Attachment: p.Name + "/eth0", IfName: "net1", Pod: attach.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}, Network: "ran/fh"}
-	}
 	run := func(rc *rest.Config) *PolicyController {
-		pc, err := NewPolicyController(rc, PolicyConfig{
-			Targets: func(context.Context) ([]PolicyTarget, error) { return nil, nil },
-			Apply:   func(context.Context, PolicyTarget, policy.Rules) error { return nil },
-			Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		})
+		pc, err := NewPolicyController(rc, rulesOnly())
 		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan struct{})
-		go func() { defer close(done); _ = pc.Run(ctx) }() // owned: ends with ctx
-		t.Cleanup(func() { cancel(); <-done })
+		runPolicyController(t, pc)
 		return pc
 	}
 
@@ -330,21 +311,11 @@ spec:
 // protected pod's container port of that name and protocol, read by the
 // Cluster from the pod's spec (Cluster.PodPorts).
 func TestPolicyNamedPortFromPodSpec(t *testing.T) {
-	rc, cs := apiserver(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	namespace(t, cs, "ran")
-	createPolicy(t, rc, `
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: named
-  namespace: ran
-  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
-spec:
+	rc, cs := ranPolicy(t, "named", `
   podSelector: {matchLabels: {app: amf}}
   ingress:
   - ports: [{protocol: SCTP, port: n2}, {protocol: UDP, port: n2}, {port: sbi}]`)
+	ctx := context.Background()
 	p, err := cs.CoreV1().Pods("ran").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "amf", Namespace: "ran", Labels: map[string]string{"app": "amf"}},
 		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "amf", Image: "busybox", Ports: []corev1.ContainerPort{
@@ -355,17 +326,12 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := cluster(t, rc, "node-a").PolicyController(PolicyConfig{
-		Targets: func(context.Context) ([]PolicyTarget, error) { return nil, nil },
-		Apply:   func(context.Context, PolicyTarget, policy.Rules) error { return nil },
-	})
+	pc, err := cluster(t, rc, "node-a").PolicyController(rulesOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = pc.Run(ctx) }() // owned: ends with ctx
-	defer func() { cancel(); <-done }()
-	r, ok := pc.RulesFor(ctx, PolicyTarget{Attachment: "amf/eth0", IfName: "net1", Pod: attach.Pod{Namespace: "ran", Name: "amf", UID: string(p.UID)}, Network: "ran/fh"})
+	runPolicyController(t, pc)
+	r, ok := pc.RulesFor(ctx, target(p))
 	if !ok || !r.Ingress.Isolated {
 		t.Fatalf("rules %+v ok %v, want ingress isolated", r, ok)
 	}
@@ -378,4 +344,43 @@ spec:
 	if want := []string{"sctp/38412-38412", "tcp/8080-8080"}; !slices.Equal(got, want) {
 		t.Fatalf("ingress allows %v, want %v", got, want)
 	}
+}
+
+// ranPolicy starts an API server with namespace "ran" and one
+// MultiNetworkPolicy there for network fh, spec as YAML under "spec:".
+func ranPolicy(t *testing.T, name, spec string) (*rest.Config, kubernetes.Interface) {
+	t.Helper()
+	rc, cs := apiserver(t)
+	namespace(t, cs, "ran")
+	createPolicy(t, rc, `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: `+name+`
+  namespace: ran
+  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
+spec:`+spec)
+	return rc, cs
+}
+
+// rulesOnly configures a controller that is only asked (RulesFor).
+func rulesOnly() PolicyConfig {
+	return PolicyConfig{
+		Targets: func(context.Context) ([]PolicyTarget, error) { return nil, nil },
+		Apply:   func(context.Context, PolicyTarget, policy.Rules) error { return nil },
+		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+}
+
+// runPolicyController runs pc until the test ends.
+func runPolicyController(t *testing.T, pc *PolicyController) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pc.Run(ctx) }() // owned: ends at the test's cleanup
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// target is p's interface net1 on network ran/fh.
+func target(p *corev1.Pod) PolicyTarget {
+	return PolicyTarget{Attachment: p.Name + "/eth0", IfName: "net1", Pod: attach.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}, Network: "ran/fh"}
 }
