@@ -20,7 +20,8 @@ var _ attach.BatchDetacher = (*Path)(nil)
 // per device. A pod's links are instead put into one link group and removed
 // with a single RTM_DELLINK for the group: the kernel unregisters them
 // together, paying the grace period once (three macvlans: 22 ms instead of
-// 60 ms).
+// 60 ms). DEL does not wait for even that one: it returns at the kernel's
+// announcement of the deletion (unregister.go).
 
 // tombstoneGroups is the range of link groups DetachAll uses; a group is
 // taken at random for one call, so concurrent calls for the same netns
