@@ -182,6 +182,14 @@ func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 				c.DelChain(&nftables.Chain{Name: name, Table: table})
 			}
 		}
+		// The policy chain's peer sets, unused once the chain is gone.
+		sets, err := chainSets(c, table, mnpChainName(rec.IfName, dir))
+		if err != nil {
+			return fmt.Errorf("%s: %w", rec.Netns, err)
+		}
+		for _, s := range sets {
+			c.DelSet(s)
+		}
 	}
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove firewall of %s in %s: %w", rec.IfName, rec.Netns, err)

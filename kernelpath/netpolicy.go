@@ -109,8 +109,23 @@ func ApplyNetworkPolicy(target netns.NsHandle, ifName string, r policy.Rules) er
 		} else {
 			chain = c.AddChain(chain)
 		}
+		var groups []*peerGroup
+		rest := d.Allow
 		if d.Isolated {
-			for _, exprs := range policyExprs(d.Allow, dir == "ingress") {
+			groups, rest = splitAllow(chain.Name, d.Allow)
+		}
+		existing := map[string]*nftables.Set{}
+		if len(have) > 0 {
+			if existing, err = chainSets(c, table, chain.Name); err != nil {
+				return err
+			}
+		}
+		sets, err := fillSets(c, table, existing, groups)
+		if err != nil {
+			return err
+		}
+		if d.Isolated {
+			for _, exprs := range policyExprs(rest, groups, sets, dir == "ingress") {
 				c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 			}
 		}
@@ -180,8 +195,10 @@ func tableChains(c *nftables.Conn) (map[string]bool, error) {
 	return have, nil
 }
 
-// policyExprs is an isolated direction's chain, in order.
-func policyExprs(allow []policy.Rule, ingress bool) [][]expr.Any {
+// policyExprs is an isolated direction's chain, in order: what is always
+// accepted, a lookup per set of host peers (groups, filled in sets), a
+// rule per other allowed peer × port, drop.
+func policyExprs(allow []policy.Rule, groups []*peerGroup, sets map[string]*nftables.Set, ingress bool) [][]expr.Any {
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	out := [][]expr.Any{
 		{ // ct state related accept
@@ -207,6 +224,9 @@ func policyExprs(allow []policy.Rule, ingress bool) [][]expr.Any {
 			&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{133}, ToData: []byte{137}},
 			accept,
 		},
+	}
+	for _, g := range groups {
+		out = append(out, lookupExprs(g, sets[g.name], ingress))
 	}
 	for _, r := range allow {
 		var e []expr.Any

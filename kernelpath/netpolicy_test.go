@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/internal/netnstest"
@@ -259,5 +262,139 @@ func TestNetworkPolicyAfterFirewall(t *testing.T) {
 	c, _ := nftables.New(nftables.WithNetNSFd(int(mustNS(t, l.server))))
 	if tables, _ := c.ListTables(); len(tables) != 0 {
 		t.Errorf("nftables table left after detach")
+	}
+}
+
+// TestNetworkPolicyPeerSets: a policy of many host peers (label-selected
+// pods) becomes nftables sets, one per family × protocol × port kind,
+// matched by one lookup each: IPv4 and IPv6, with a port and any port.
+// Only the peers in them pass, on their port; replacing the policy refills
+// the sets in the same transaction; a policy too small for sets is rules
+// again; detaching the interface takes its sets, and leaves another
+// interface's.
+func TestNetworkPolicyPeerSets(t *testing.T) {
+	l := newPolicyLab(t, "")
+	a6, b6, srv6 := netip.MustParseAddr("fd09::20"), netip.MustParseAddr("fd09::30"), netip.MustParseAddr("fd09::10")
+	for ns, a := range map[string]struct {
+		ifname string
+		addr   netip.Addr
+	}{l.server: {"net1", srv6}, l.a: {"eth0", a6}, l.b: {"eth0", b6}} {
+		h := netnstest.Handle(t, ns)
+		link, err := h.LinkByName(a.ifname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a.addr, 64)), Flags: unix.IFA_F_NODAD}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	udp6 := func(from string, port uint16, wait time.Duration) bool {
+		c, cancel := context.WithTimeout(l.ctx, wait)
+		defer cancel()
+		_, err := netnstest.UDPEchoPort(c, from, l.server, netip.AddrPortFrom(srv6, port))
+		return err == nil
+	}
+	// others are n peers that are not in the lab, in 10.9.1.0/24 and
+	// fd09:1::/64, on port.
+	others := func(n int, proto string, port uint16) []policy.Rule {
+		var out []policy.Rule
+		for i := range n {
+			for _, a := range []netip.Addr{netip.AddrFrom4([4]byte{10, 9, 1, byte(i)}), netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x09, 3: 1, 15: byte(i)})} {
+				out = append(out, policy.Rule{Peer: host(a), Protocol: proto, Port: port, EndPort: port})
+			}
+		}
+		return out
+	}
+	rules := append(others(200, "udp", 7000),
+		policy.Rule{Peer: host(l.aIP), Protocol: "udp", Port: 7000, EndPort: 7000},
+		policy.Rule{Peer: host(a6), Protocol: "udp", Port: 7000, EndPort: 7000},
+		policy.Rule{Peer: host(l.bIP), Protocol: "udp", Port: 7001, EndPort: 7001},
+		policy.Rule{Peer: host(b6), Protocol: "udp", Port: 7001, EndPort: 7001},
+		policy.Rule{Peer: host(l.aIP), Protocol: "tcp"})
+	rules = append(rules, others(5, "tcp", 0)...)
+	took := l.apply(t, ingressAllow(rules...))
+	t.Logf("%d rules applied in %v", len(rules), took)
+	c, _ := nftables.New(nftables.WithNetNSFd(int(mustNS(t, l.server))))
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: fwTable}
+	sets := func() map[string]int {
+		all, err := c.GetSets(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, s := range all {
+			elems, err := c.GetSetElements(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[s.Name] = len(elems)
+		}
+		return out
+	}
+	want := map[string]int{"mnp-ingress-net1-set-v4-udp-port": 202, "mnp-ingress-net1-set-v6-udp-port": 202, "mnp-ingress-net1-set-v4-tcp-any": 6, "mnp-ingress-net1-set-v6-tcp-any": 5}
+	if got := sets(); !maps.Equal(got, want) {
+		t.Fatalf("sets %v, want %v", got, want)
+	}
+	check := func(stage string, cases []struct {
+		name     string
+		ok, want bool
+	}) {
+		t.Helper()
+		for _, tc := range cases {
+			if tc.ok != tc.want {
+				t.Errorf("%s: %s: passed=%v", stage, tc.name, tc.ok)
+			}
+		}
+	}
+	type tc = struct {
+		name     string
+		ok, want bool
+	}
+	check("sets", []tc{
+		{"a udp 7000", l.udp(l.a, 7000, 2*time.Second), true},
+		{"a6 udp 7000", udp6(l.a, 7000, 2*time.Second), true},
+		{"a udp 7001 (port)", l.udp(l.a, 7001, 500*time.Millisecond), false},
+		{"b udp 7001", l.udp(l.b, 7001, 2*time.Second), true},
+		{"b6 udp 7001", udp6(l.b, 7001, 2*time.Second), true},
+		{"b udp 7000 (port)", l.udp(l.b, 7000, 500*time.Millisecond), false},
+		{"b6 udp 7000 (port)", udp6(l.b, 7000, 500*time.Millisecond), false},
+		{"a tcp (any port)", l.tcp(l.a, 2*time.Second), true},
+		{"b tcp (peer)", l.tcp(l.b, 500*time.Millisecond), false},
+	})
+
+	// Replaced: a is gone from the sets, b stays.
+	l.apply(t, ingressAllow(append(others(3, "udp", 7001), policy.Rule{Peer: host(l.bIP), Protocol: "udp", Port: 7001, EndPort: 7001})...))
+	if got := sets(); got["mnp-ingress-net1-set-v4-udp-port"] != 4 || got["mnp-ingress-net1-set-v6-udp-port"] != 0 || got["mnp-ingress-net1-set-v4-tcp-any"] != 0 {
+		t.Fatalf("after the replacement: sets %v", got)
+	}
+	check("replaced", []tc{
+		{"a udp 7000 (no longer allowed)", l.udp(l.a, 7000, 500*time.Millisecond), false},
+		{"b udp 7001", l.udp(l.b, 7001, 2*time.Second), true},
+		{"a tcp (no longer allowed)", l.tcp(l.a, 500*time.Millisecond), false},
+	})
+
+	// Too few for a set: rules again, sets empty.
+	l.apply(t, ingressAllow(policy.Rule{Peer: host(l.bIP), Protocol: "udp", Port: 7001, EndPort: 7001}))
+	for name, n := range sets() {
+		if n != 0 {
+			t.Errorf("one allowed peer: set %s still holds %d", name, n)
+		}
+	}
+	check("rules", []tc{
+		{"b udp 7001", l.udp(l.b, 7001, 2*time.Second), true},
+		{"a udp 7001", l.udp(l.a, 7001, 500*time.Millisecond), false},
+	})
+
+	// Another interface's policy keeps the table: detaching net1 takes
+	// only net1's sets.
+	if err := ApplyNetworkPolicy(mustNS(t, l.server), "net2", ingressAllow(others(4, "sctp", 38412)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.p.Detach(l.ctx, l.srvRec); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]int{"mnp-ingress-net2-set-v4-sctp-port": 4, "mnp-ingress-net2-set-v6-sctp-port": 4}
+	if got := sets(); !maps.Equal(got, want) {
+		t.Fatalf("after detaching net1: sets %v, want net2's only %v", got, want)
 	}
 }
