@@ -51,12 +51,19 @@ type fakeVPP struct {
 	// caller's context there); a request whose context is done then
 	// fails, as govpp's do.
 	before func(any)
+	// fail, when set, may fail a request (VPP died under it).
+	fail func(any) error
 }
 
 // gate runs before on m and fails a request whose context is done.
 func (f *fakeVPP) gate(ctx context.Context, m api.Message) error {
 	if f.before != nil {
 		f.before(m)
+	}
+	if f.fail != nil {
+		if err := f.fail(m); err != nil {
+			return err
+		}
 	}
 	return ctx.Err()
 }

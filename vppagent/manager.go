@@ -270,12 +270,17 @@ func (m *Manager) Del(ctx context.Context, key string) error {
 	}
 	v := &vpp{conn: c}
 	if err := m.deletePod(ctx, v, rec); err != nil {
-		if ctx.Err() != nil { // the connection went away: the record goes, reconcile cleans
-			m.log.Warn("VPP lost during DEL; its objects go at the next reconcile", "tag", rec.Spec.Tag(), "err", err)
-			m.oweReconcile()
-			return nil
+		// The record goes all the same: the agent frees its own when a
+		// detach fails (a pod going away must not hold its addresses), so
+		// no DEL comes again, and a record kept here would keep its
+		// network's objects wanted forever. What is left in VPP has no
+		// owner now: the owed reconcile removes it once VPP answers (at
+		// once when VPP is up, at its return when it died).
+		m.log.Warn("DEL left objects in VPP; a reconcile is owed", "tag", rec.Spec.Tag(), "err", err)
+		m.oweReconcile()
+		if ctx.Err() != nil {
+			return nil // the connection went away: nothing to report
 		}
-		m.recs.put(rec) // still there: a retried DEL tries again
 		return err
 	}
 	m.gcNetworkIfUnused(ctx, v, &rec.Spec.Network, m.recs.list())

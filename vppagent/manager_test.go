@@ -2,6 +2,7 @@ package vppagent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strconv"
@@ -394,5 +395,37 @@ func TestReconcileRemovesUntaggedMemifOnOwnSocket(t *testing.T) {
 	}
 	if f.socks[other] != "/run/other/app.sock" {
 		t.Fatalf("the other application's socket went: %v", f.socks)
+	}
+}
+
+// A DEL that VPP fails under (it died mid-call, before the connection is
+// known lost) drops the record all the same: the agent frees its own and
+// never sends that DEL again, and a record kept here kept the network's
+// bridge domain wanted forever (the soak's leak). What is left is owed a
+// reconcile, which removes it.
+func TestDelFailingInVPPLeavesNoRecord(t *testing.T) {
+	f := newFakeVPP()
+	m := fakeManager(f, t.TempDir())
+	ctx := context.Background()
+	spec := PodInterface{ContainerID: cidA, IfName: "fh0", Netns: "/var/run/netns/pod-a", Network: Network{Name: "fh", Kind: KindMemif}}
+	if _, err := m.Add(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	f.fail = func(any) error { return errors.New("write unix @->api.sock: write: broken pipe") }
+	if err := m.Del(ctx, spec.Key()); err == nil {
+		t.Fatal("DEL succeeded though every VPP call failed")
+	}
+	if n := len(m.Records()); n != 0 {
+		t.Fatalf("%d records after a failed DEL: the agent never retries it", n)
+	}
+	if !m.owed.Load() {
+		t.Fatal("a DEL that left objects in VPP owes no reconcile")
+	}
+	f.fail = nil
+	if err := m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tags, bds, socks := f.ours(); len(tags)+len(bds)+len(socks) != 0 {
+		t.Fatalf("after the owed reconcile: %v %v %v", tags, bds, socks)
 	}
 }
