@@ -70,7 +70,7 @@ type PolicyConfig struct {
 	// rule's named port refers to; nil: named ports allow nothing. See
 	// Cluster.PodPorts (the node's pods are cached in full).
 	TargetPorts func(ctx context.Context, pod attach.Pod) ([]policy.ContainerPort, error)
-	Log      *slog.Logger
+	Log         *slog.Logger
 }
 
 // PolicyController enforces MultiNetworkPolicies on this node's pod
