@@ -95,6 +95,8 @@ type PolicyController struct {
 	// state: starting, no CRD, synced; ready is closed at the first
 	// state other than starting (RulesFor waits for it).
 	state     atomic.Int32
+	waitedOut atomic.Bool // an ADD's wait for ready ran out (awaitReady)
+	readyWait time.Duration
 	ready     chan struct{}
 	readyOnce sync.Once
 	meta      metadata.Interface
@@ -155,7 +157,7 @@ func NewPolicyController(rc *rest.Config, cfg PolicyConfig) (*PolicyController, 
 	}
 	c := &PolicyController{cfg: cfg, disc: disc, log: cfg.Log.With("component", "policy"), poke: make(chan struct{}, 1),
 		applied: map[string]policy.Rules{}, parsed: map[string]parsedPod{}, notes: map[string]bool{},
-		ready: make(chan struct{}), meta: meta}
+		ready: make(chan struct{}), meta: meta, readyWait: readyWait}
 	c.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.metaFactory = metadatainformer.NewSharedInformerFactory(meta, 0)
 	// Pods that finished are no peers: their addresses may be another
@@ -455,21 +457,27 @@ func (c *PolicyController) targetPorts(ctx context.Context, x *policy.Index, pod
 }
 
 // awaitReady waits, up to readyWait, until the controller knows whether
-// policies exist (caches synced, or no CRD).
+// policies exist (caches synced, or no CRD). Once a wait ran out (the API
+// server does not answer), later ADDs do not wait again until it does:
+// an outage must not add readyWait to every pod's start.
 func (c *PolicyController) awaitReady(ctx context.Context) bool {
 	select {
 	case <-c.ready:
 		return true
 	default:
 	}
-	t := time.NewTimer(readyWait)
+	if c.waitedOut.Load() {
+		return false
+	}
+	t := time.NewTimer(c.readyWait)
 	defer t.Stop()
 	select {
 	case <-c.ready:
 		return true
 	case <-ctx.Done():
 	case <-t.C:
-		c.log.Warn("policy: caches not ready; an ADD answers before its MultiNetworkPolicy is known (the first pass applies it)", "waited", readyWait)
+		c.waitedOut.Store(true)
+		c.log.Warn("policy: caches not ready; ADDs answer before their MultiNetworkPolicy is known (the first pass applies it) until they are", "waited", c.readyWait)
 	}
 	return false
 }

@@ -384,3 +384,32 @@ func runPolicyController(t *testing.T, pc *PolicyController) {
 func target(p *corev1.Pod) PolicyTarget {
 	return PolicyTarget{Attachment: p.Name + "/eth0", IfName: "net1", Pod: attach.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}, Network: "ran/fh"}
 }
+
+// TestPolicyRulesForAPIDown: with the API server unreachable, the first ADD
+// waits for the caches (bounded), and the ones after it do not wait again:
+// an outage must not add the wait to every pod's start.
+func TestPolicyRulesForAPIDown(t *testing.T) {
+	pc, err := NewPolicyController(&rest.Config{Host: "https://127.0.0.1:1"}, rulesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.readyWait = 300 * time.Millisecond
+	runPolicyController(t, pc)
+	tg := PolicyTarget{Pod: attach.Pod{Namespace: "ran", Name: "p"}, Network: "ran/fh"}
+	start := time.Now()
+	if _, ok := pc.RulesFor(context.Background(), tg); ok {
+		t.Fatal("API server down: the rules are known")
+	}
+	if took := time.Since(start); took < pc.readyWait {
+		t.Fatalf("the first ADD waited %v, want the bounded wait %v", took, pc.readyWait)
+	}
+	start = time.Now()
+	for range 3 {
+		if _, ok := pc.RulesFor(context.Background(), tg); ok {
+			t.Fatal("API server down: the rules are known")
+		}
+	}
+	if took := time.Since(start); took > pc.readyWait/2 {
+		t.Fatalf("three ADDs after the wait ran out took %v: they waited again", took)
+	}
+}
