@@ -87,7 +87,7 @@ func (n *kubeNode) start(t *testing.T, env *kubetest.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = exec.Command(filepath.Join(binDir, "telcni-agent"), "-socket", n.socket, "-state-dir", filepath.Join(n.dir, "state"),
+	n.cmd = exec.Command(filepath.Join(binDir, "telcni-agent"), "-socket", n.socket, "-state-dir", filepath.Join(n.dir, "state"), "-legacy-state-dir", "",
 		"-run-dir", filepath.Join(n.dir, "run"), "-host-netns", n.netns, "-kubeconfig", env.Kubeconfig, "-node-name", n.name,
 		"-ipam-gc-interval", "300ms", "-vpp-api-socket", filepath.Join(n.dir, "no-vpp.sock"), "-log-level", "debug")
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf

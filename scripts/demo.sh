@@ -68,7 +68,7 @@ else
 fi
 
 say "agent: state in $WORK/state, networks from deploy/examples${VPP_BIN:+ and deploy/vpp/examples/demo-*}"
-"$BIN/telcni-agent" -socket "$SOCK" -state-dir "$WORK/state" -networks-dir "$WORK/networks" \
+"$BIN/telcni-agent" -socket "$SOCK" -state-dir "$WORK/state" -legacy-state-dir "" -networks-dir "$WORK/networks" \
 	-host-netns "/var/run/netns/$NODE" -log-level info -run-dir "$WORK/run" \
 	-vpp-api-socket "$VPP_DIR/api.sock" -vpp-stats-socket "$VPP_DIR/stats.sock" 2>"$WORK/agent.log" &
 AGENT_PID=$!

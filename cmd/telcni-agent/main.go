@@ -87,6 +87,7 @@ func run() error {
 	// as long, a reboot starts clean, and no commit waits for a disk
 	// (fsync was half of an attachment's ADD time in the agent).
 	stateDir := flag.String("state-dir", "/run/telcni/state", "directory of the agent's database (a tmpfs: its records describe kernel and VPP state that a reboot clears)")
+	legacyState := flag.String("legacy-state-dir", legacyStateDir, "where an earlier agent kept its database on disk: adopted into -state-dir when that has none (an upgrade; empty: never)")
 	netDir := flag.String("networks-dir", "/etc/telcni/networks", "directory of network definitions (JSON or YAML)")
 	hostNetns := flag.String("host-netns", "", "netns holding the networks' master devices (default: the agent's own)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
@@ -111,6 +112,11 @@ func run() error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	if adopted, err := adoptLegacyState(*stateDir, *legacyState); err != nil {
+		return err
+	} else if adopted {
+		log.Info("adopted the state database an earlier agent kept on disk", "from", *legacyState, "to", *stateDir)
+	}
 	store, err := ipam.Open(filepath.Join(*stateDir, "state.db"))
 	if err != nil {
 		return err

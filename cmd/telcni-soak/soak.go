@@ -132,7 +132,7 @@ func (s *soak) startAgent(ctx context.Context) error {
 		vppDir = filepath.Join(s.work, "no-vpp")
 	}
 	s.agent = &proc{name: "telcni-agent", log: filepath.Join(s.work, "agent.log"),
-		argv: []string{filepath.Join(s.cfg.binDir, "telcni-agent"), "-socket", s.socket, "-state-dir", s.stateDir,
+		argv: []string{filepath.Join(s.cfg.binDir, "telcni-agent"), "-socket", s.socket, "-state-dir", s.stateDir, "-legacy-state-dir", "",
 			"-networks-dir", filepath.Join(s.work, "networks"), "-host-netns", s.node, "-run-dir", filepath.Join(s.work, "run"),
 			"-vpp-api-socket", filepath.Join(vppDir, "api.sock"), "-vpp-stats-socket", filepath.Join(vppDir, "stats.sock"),
 			"-metrics-listen", s.metrics, "-cni-bin-dir", s.cfg.binDir, "-cni-conf-dir", filepath.Join(s.work, "cni-conf"),

@@ -242,7 +242,7 @@ func checkDaemonSet(t *testing.T, overlay string, u *unstructured.Unstructured) 
 		errorf("agent requests %v", ag.Resources.Requests)
 	}
 	m := mounts(ag)
-	wantMounts := map[string]string{"/var/run/netns": "/var/run/netns", "/run/telcni": "/run/telcni", "/sys": "/sys",
+	wantMounts := map[string]string{"/var/run/netns": "/var/run/netns", "/run/telcni": "/run/telcni", "/var/lib/telcni": "/var/lib/telcni", "/sys": "/sys",
 		"/var/lib/kubelet/pod-resources": "/var/lib/kubelet/pod-resources"}
 	vpp := overlay == "overlays/vpp"
 	if vpp {

@@ -203,7 +203,7 @@ func (n *node) startAgent(t *testing.T) {
 	n.agentSock = filepath.Join(n.dir, "agent.sock")
 	_ = os.Remove(n.agentSock)
 	n.agent = startProc(t, "telcni-agent", filepath.Join(n.dir, "agent.log"), filepath.Join(binDir, "telcni-agent"),
-		"-socket", n.agentSock, "-state-dir", filepath.Join(n.dir, "agent-state"), "-run-dir", filepath.Join(n.dir, "agent-run"),
+		"-socket", n.agentSock, "-state-dir", filepath.Join(n.dir, "agent-state"), "-legacy-state-dir", "", "-run-dir", filepath.Join(n.dir, "agent-run"),
 		"-host-netns", n.hostNS, "-kubeconfig", n.env.Kubeconfig, "-node-name", n.name,
 		"-vpp-api-socket", filepath.Join(n.dir, "no-vpp.sock"), "-vpp-stats-socket", filepath.Join(n.dir, "no-vpp-stats.sock"),
 		"-log-level", "debug")

@@ -101,7 +101,7 @@ func startAgent(t *testing.T, networks map[string]string) *agentProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command(filepath.Join(binDir, "telcni-agent"), "-socket", a.socket, "-state-dir", filepath.Join(a.dir, "state"),
+	a.cmd = exec.Command(filepath.Join(binDir, "telcni-agent"), "-socket", a.socket, "-state-dir", filepath.Join(a.dir, "state"), "-legacy-state-dir", "",
 		"-run-dir", filepath.Join(a.dir, "run"), "-networks-dir", netDir, "-host-netns", a.hostNS,
 		"-vpp-api-socket", filepath.Join(a.dir, "no-vpp.sock"), "-log-level", "debug")
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
