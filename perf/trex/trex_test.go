@@ -3,6 +3,7 @@ package trex
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -250,5 +251,26 @@ func acquireBoth(ctx context.Context, t *testing.T, c *Client) {
 		if err := c.Reset(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLatencyOfLaggingMax: a reply whose total_max lags its histogram (as
+// TRex sent in CI: 0 with 2,001 frames counted) still gives an ordered
+// latency: the maximum is at least the highest bucket's lower edge.
+func TestLatencyOfLaggingMax(t *testing.T) {
+	var r pgidReply
+	if err := json.Unmarshal([]byte(`{"flow_stats":{"7":{"rp":{"1":2001},"tp":{"0":2001}}},
+		"latency":{"7":{"lat":{"average":1195,"histogram":{"50":3,"100":59,"1000":1079,"6000":2},"jit":592,"total_max":0,"total_min":53}}}}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	l, err := latencyOf(7, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.MaxUs != 6000 || l.MinUs != 53 || l.Sent != 2001 || l.Received != 2001 {
+		t.Fatalf("latency %+v: want max 6000 (the highest bucket), min 53, 2001 sent and received", l)
+	}
+	if p50, p99 := l.Quantile(0.5), l.Quantile(0.99); p50 <= 0 || p50 > p99 || p99 > l.MaxUs {
+		t.Fatalf("p50 %v p99 %v max %v: not ordered", p50, p99, l.MaxUs)
 	}
 }
