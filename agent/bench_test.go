@@ -3,12 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 
 	"github.com/telcni/telcni/attach"
 	"github.com/telcni/telcni/internal/netnstest"
+	"github.com/telcni/telcni/internal/policytest"
 	"github.com/telcni/telcni/policy"
 )
 
@@ -114,7 +114,8 @@ func runAll(b *testing.B, pods []pod, fn func(int, pod) error) {
 
 // BenchmarkAddWithPolicyRules is one pod's ADD (one macvlan interface)
 // when a MultiNetworkPolicy selects it, by the number of rules ADD installs
-// before it answers (peers × ports, as nftables rules in the pod's netns);
+// before it answers (peers × ports; in the pod's netns, host peers go
+// into nftables sets);
 // DEL is outside the timer. x_open is the time per ADD against the same
 // ADD with no policy, run first in the same process.
 func BenchmarkAddWithPolicyRules(b *testing.B) {
@@ -123,14 +124,9 @@ func BenchmarkAddWithPolicyRules(b *testing.B) {
 	conf := podConf(`[{"name":"fronthaul","interface":"fh0","ips":["10.20.0.5/24"]}]`)
 	var open float64 // ns per ADD without a policy
 	for _, n := range []int{0, 1, 100, 1000} {
-		rules := policy.Rules{}
+		rules := policy.Rules{} // open
 		if n > 0 {
-			rules.Ingress.Isolated = true
-			for i := range n {
-				// Peers in 10.30.0.0/16, two ports each.
-				rules.Ingress.Allow = append(rules.Ingress.Allow, policy.Rule{
-					Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 30, byte(i / 2 / 256), byte(i / 2 % 256)}), 32), Protocol: "sctp", Port: uint16(38412 + i%2), EndPort: uint16(38412 + i%2)})
-			}
+			rules = policytest.Ingress(max(n/2, 1), min(n, 2)) // two ports per peer
 		}
 		e.agent.UsePolicies(fixedPolicies{"guarded": rules})
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {

@@ -209,11 +209,7 @@ func TestKubePodModeTwoNodes(t *testing.T) {
 	env.InstallCRDs(t)
 	cs := env.Clientset
 	ctx := context.Background()
-	for _, ns := range []string{"ran", "telcni-system"} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env.CreateNamespaces(t, "ran", "telcni-system")
 	nc := nadclient.NewForConfigOrDie(env.Config)
 	for name, cfg := range map[string]string{
 		// Fixed addresses below .100, dynamic from .100: the cluster rule.

@@ -48,11 +48,7 @@ func TestKubeMultiNetworkPolicy(t *testing.T) {
 	env.InstallCRDs(t)
 	cs := env.Clientset
 	ctx := context.Background()
-	for _, ns := range []string{"ran", "telcni-system"} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env.CreateNamespaces(t, "ran", "telcni-system")
 	if _, err := nadclient.NewForConfigOrDie(env.Config).K8sCniCncfIoV1().NetworkAttachmentDefinitions("ran").Create(ctx, &nadv1.NetworkAttachmentDefinition{
 		ObjectMeta: metav1.ObjectMeta{Name: "fronthaul", Namespace: "ran"},
 		Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"1.1.0","type":"telcni","path":"macvlan","master":"up0","ipam":{"subnets":[{"cidr":"10.40.0.0/24"}]}}`},

@@ -176,18 +176,21 @@ func RemoveFirewall(target netns.NsHandle, rec *attach.Record) error {
 			}
 		}
 	}
+	// The policy chains' peer sets, unused once the chains are gone (only
+	// an interface with a policy chain can have any).
+	var sets []*nftables.Set
+	if have[mnpChainName(rec.IfName, "ingress")] || have[mnpChainName(rec.IfName, "egress")] {
+		if sets, err = tableSets(c, table); err != nil {
+			return fmt.Errorf("%s: %w", rec.Netns, err)
+		}
+	}
 	for _, dir := range []string{"ingress", "egress"} {
 		for _, name := range []string{fwChainName(rec.IfName, dir), mnpChainName(rec.IfName, dir)} {
 			if have[name] {
 				c.DelChain(&nftables.Chain{Name: name, Table: table})
 			}
 		}
-		// The policy chain's peer sets, unused once the chain is gone.
-		sets, err := chainSets(c, table, mnpChainName(rec.IfName, dir))
-		if err != nil {
-			return fmt.Errorf("%s: %w", rec.Netns, err)
-		}
-		for _, s := range sets {
+		for _, s := range chainSets(sets, mnpChainName(rec.IfName, dir)) {
 			c.DelSet(s)
 		}
 	}

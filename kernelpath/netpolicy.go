@@ -98,6 +98,12 @@ func ApplyNetworkPolicy(target netns.NsHandle, ifName string, r policy.Rules) er
 			}
 		}
 	}
+	var all []*nftables.Set
+	if have[mnpChainName(ifName, "ingress")] || have[mnpChainName(ifName, "egress")] {
+		if all, err = tableSets(c, table); err != nil {
+			return err
+		}
+	}
 	for _, dir := range []string{"ingress", "egress"} {
 		d, hook, key := r.Ingress, fwInput, expr.MetaKeyIIFNAME
 		if dir == "egress" {
@@ -114,13 +120,7 @@ func ApplyNetworkPolicy(target netns.NsHandle, ifName string, r policy.Rules) er
 		if d.Isolated {
 			groups, rest = splitAllow(chain.Name, d.Allow)
 		}
-		existing := map[string]*nftables.Set{}
-		if len(have) > 0 {
-			if existing, err = chainSets(c, table, chain.Name); err != nil {
-				return err
-			}
-		}
-		sets, err := fillSets(c, table, existing, groups)
+		sets, err := fillSets(c, table, chainSets(all, chain.Name), groups)
 		if err != nil {
 			return err
 		}

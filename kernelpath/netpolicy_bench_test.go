@@ -2,12 +2,11 @@ package kernelpath
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/telcni/telcni/internal/netnstest"
-	"github.com/telcni/telcni/policy"
+	"github.com/telcni/telcni/internal/policytest"
 )
 
 // BenchmarkApplyNetworkPolicy: replacing one interface's policy chains
@@ -25,14 +24,7 @@ func BenchmarkApplyNetworkPolicy(b *testing.B) {
 	}
 	defer done()
 	for _, n := range [][2]int{{1, 1}, {10, 10}, {100, 10}} {
-		var r policy.Rules
-		r.Ingress.Isolated = true
-		for i := range n[0] {
-			peer := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
-			for j := range n[1] {
-				r.Ingress.Allow = append(r.Ingress.Allow, policy.Rule{Peer: peer, Protocol: "udp", Port: uint16(7000 + j), EndPort: uint16(7000 + j)})
-			}
-		}
+		r := policytest.Ingress(n[0], n[1])
 		b.Run(fmt.Sprintf("rules=%d", n[0]*n[1]), func(b *testing.B) {
 			for b.Loop() {
 				if err := ApplyNetworkPolicy(target, "net1", r); err != nil {

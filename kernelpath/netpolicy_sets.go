@@ -134,19 +134,24 @@ func lookupExprs(g *peerGroup, s *nftables.Set, ingress bool) []expr.Any {
 		&expr.Verdict{Kind: expr.VerdictAccept})
 }
 
-// chainSets lists the sets of table that belong to chain (see setPrefix).
-func chainSets(c *nftables.Conn, table *nftables.Table, chain string) (map[string]*nftables.Set, error) {
+// tableSets lists table's sets (one query for all chains).
+func tableSets(c *nftables.Conn, table *nftables.Table) ([]*nftables.Set, error) {
 	all, err := c.GetSets(table)
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
+	return all, nil
+}
+
+// chainSets picks the sets of chain out of all (see setPrefix).
+func chainSets(all []*nftables.Set, chain string) map[string]*nftables.Set {
 	out := map[string]*nftables.Set{}
 	for _, s := range all {
 		if strings.HasPrefix(s.Name, chain+setPrefix) {
 			out[s.Name] = s
 		}
 	}
-	return out, nil
+	return out
 }
 
 // fillSets makes each group's set hold exactly its elements, in the

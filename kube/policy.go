@@ -101,9 +101,14 @@ type PolicyController struct {
 	readyOnce sync.Once
 	meta      metadata.Interface
 
-	// inMu guards parsed: the run loop and RulesFor (ADDs) both read the
-	// caches.
+	// inMu guards parsed and view: the run loop and RulesFor (ADDs) both
+	// read the caches.
 	inMu sync.Mutex
+	// view is the compilation's input, kept until an informer event
+	// changes the caches (nil: build it again): an ADD asks for rules on
+	// its hot path, and building it converts every policy and lists every
+	// pod of the cluster.
+	view *policy.Input
 
 	mu      sync.Mutex
 	changed time.Time // first change not yet applied (zero: none)
@@ -175,9 +180,9 @@ func NewPolicyController(rc *rest.Config, cfg PolicyConfig) (*PolicyController, 
 	}
 	for _, inf := range []cache.SharedIndexInformer{c.policies, c.pods, c.namespaces} {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.Poke() },
+			AddFunc:    func(any) { c.changedCaches() },
 			UpdateFunc: func(old, cur any) { c.onUpdate(old, cur) },
-			DeleteFunc: func(any) { c.Poke() },
+			DeleteFunc: func(any) { c.changedCaches() },
 		}); err != nil {
 			return nil, fmt.Errorf("policy controller: event handler: %w", err)
 		}
@@ -215,7 +220,26 @@ func (c *PolicyController) onUpdate(old, cur any) {
 			return
 		}
 	}
+	c.changedCaches()
+}
+
+// changedCaches drops the cached view and asks for a pass.
+func (c *PolicyController) changedCaches() {
+	c.inMu.Lock()
+	c.view = nil
+	c.inMu.Unlock()
 	c.Poke()
+}
+
+// currentInput is the compilation's view of the caches, built again only
+// after they changed. It is shared: nobody may modify it.
+func (c *PolicyController) currentInput() *policy.Input {
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	if c.view == nil {
+		c.view = c.input()
+	}
+	return c.view
 }
 
 // Poke asks for a pass soon (after the debounce): the agent calls it when
@@ -321,9 +345,7 @@ func (c *PolicyController) pass(ctx context.Context) (failed bool) {
 		c.log.Warn("policy: list the node's interfaces", "err", err)
 		return true
 	}
-	c.inMu.Lock()
-	in := c.input()
-	c.inMu.Unlock()
+	in := c.currentInput()
 	x := policy.NewIndex(in)
 	c.log.Debug("policy pass", "policies", len(in.Policies), "pods", len(in.Pods), "namespaces", len(in.Namespaces), "targets", len(targets))
 	pods := map[string]*policy.Pod{}
@@ -421,9 +443,7 @@ func (c *PolicyController) RulesFor(ctx context.Context, t PolicyTarget) (r poli
 	default:
 		return r, false // the CRD just appeared: caches syncing
 	}
-	c.inMu.Lock()
-	in := c.input()
-	c.inMu.Unlock()
+	in := c.currentInput()
 	x := policy.NewIndex(in)
 	ports, err := c.targetPorts(ctx, x, t.Pod)
 	if err != nil {

@@ -46,8 +46,18 @@ func policyPod(t *testing.T, cs kubernetes.Interface, name, app, addr string) *c
 	return p
 }
 
-func createPolicy(t *testing.T, rc *rest.Config, y string) {
+// createPolicy creates the MultiNetworkPolicy ns/name for the networks
+// policyFor, spec as YAML under "spec:".
+func createPolicy(t *testing.T, rc *rest.Config, ns, name, policyFor, spec string) {
 	t.Helper()
+	y := `
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: ` + name + `
+  namespace: ` + ns + `
+  annotations: {k8s.v1.cni.cncf.io/policy-for: "` + policyFor + `"}
+spec:` + spec
 	var obj map[string]any
 	if err := yaml.Unmarshal([]byte(y), &obj); err != nil {
 		t.Fatal(err)
@@ -173,11 +183,7 @@ func TestPolicyControllerEnforcesOnRunningPods(t *testing.T) {
 	// server's watch cache waits for a resource version it has not seen):
 	// warm it with a policy elsewhere, then measure.
 	warm := time.Now()
-	createPolicy(t, rc, `
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata: {name: warm-up, namespace: default, annotations: {k8s.v1.cni.cncf.io/policy-for: nothing}}
-spec: {podSelector: {}}`)
+	createPolicy(t, rc, "default", "warm-up", "nothing", ` {podSelector: {}}`)
 	for len(pc.policies.GetStore().List()) == 0 {
 		if time.Since(warm) > 10*time.Second {
 			t.Fatal("the controller never saw the warm-up policy")
@@ -188,14 +194,7 @@ spec: {podSelector: {}}`)
 
 	// 1. The policy: only app=a on UDP 7000.
 	start := time.Now()
-	createPolicy(t, rc, `
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: only-a
-  namespace: ran
-  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
-spec:
+	createPolicy(t, rc, "ran", "only-a", "fh", `
   podSelector: {matchLabels: {app: server}}
   ingress:
   - from: [{podSelector: {matchLabels: {app: a}}}]
@@ -352,14 +351,7 @@ func ranPolicy(t *testing.T, name, spec string) (*rest.Config, kubernetes.Interf
 	t.Helper()
 	rc, cs := apiserver(t)
 	namespace(t, cs, "ran")
-	createPolicy(t, rc, `
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: `+name+`
-  namespace: ran
-  annotations: {k8s.v1.cni.cncf.io/policy-for: fh}
-spec:`+spec)
+	createPolicy(t, rc, "ran", name, "fh", spec)
 	return rc, cs
 }
 

@@ -2,7 +2,6 @@ package vppagent
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +19,7 @@ func TestVPPFirewallACLs(t *testing.T) {
 	ctx := context.Background()
 	n := l2Net()
 	n.Firewall = []FirewallRule{{Direction: "ingress", Drop: true, Protocol: "icmp", CIDR: pfx("10.9.0.1/32")}}
-	var recs []*Record
-	for i, cid := range []string{cidA, cidB, "2a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"} {
-		r, err := a.m.Add(ctx, PodInterface{ContainerID: cid, IfName: "fh0", Netns: newNetns(t), Network: n,
-			IPs: []netip.Prefix{pfx([]string{"10.9.0.1/24", "10.9.0.2/24", "10.9.0.3/24"}[i])}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
+	recs := addABC(ctx, t, a, n)
 	if acls := v.MustCLI("show acl-plugin acl"); strings.Count(acls, "telcni:") != 3 {
 		t.Fatalf("want one ingress ACL per pod interface:\n%s", acls)
 	}

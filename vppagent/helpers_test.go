@@ -146,3 +146,19 @@ func shortTemp(t testing.TB) string {
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// addABC adds the interfaces fh0 of pods A, B and C (cidA, cidB, cidC) on
+// network n, at 10.9.0.1, .2 and .3/24, each in a netns of its own.
+func addABC(ctx context.Context, t testing.TB, a *testAgent, n Network) []*Record {
+	t.Helper()
+	var recs []*Record
+	for i, cid := range []string{cidA, cidB, cidC} {
+		r, err := a.m.Add(ctx, PodInterface{ContainerID: cid, IfName: "fh0", Netns: newNetns(t), Network: n,
+			IPs: []netip.Prefix{pfx(fmt.Sprintf("10.9.0.%d/24", i+1))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}

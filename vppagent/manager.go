@@ -51,6 +51,8 @@ type Manager struct {
 	// name (under mu), returned by collect when no record uses the network.
 	vfs    attach.VFLender
 	leases map[string]attach.UplinkVF
+	// policies: each pod interface's MultiNetworkPolicy rules (netpolicy.go).
+	policies *podPolicies
 }
 
 // NewManager returns a Manager; call Run to connect.
@@ -63,7 +65,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		lg = slog.Default()
 	}
 	m := &Manager{owedKick: make(chan struct{}, 1), runDir: cfg.RunDir, log: lg.With("component", "vppagent"),
-		vfs: cfg.VFs, leases: map[string]attach.UplinkVF{}}
+		vfs: cfg.VFs, leases: map[string]attach.UplinkVF{}, policies: newPodPolicies()}
 	cc := cfg.Conn
 	cc.Logger = lg
 	cc.OnConnect = func(ctx context.Context, c api.Connection) error {

@@ -46,13 +46,11 @@ type podPolicies struct {
 	written map[string]bool
 }
 
-// policies is keyed by Manager, then pod tag.
-var policies sync.Map // *Manager → *podPolicies
-
-func (m *Manager) policyStore() *podPolicies {
-	s, _ := policies.LoadOrStore(m, &podPolicies{m: map[string]policy.Rules{}, written: map[string]bool{}})
-	return s.(*podPolicies)
+func newPodPolicies() *podPolicies {
+	return &podPolicies{m: map[string]policy.Rules{}, written: map[string]bool{}}
 }
+
+func (m *Manager) policyStore() *podPolicies { return m.policies }
 
 // policyOf returns the rules set for the pod interface tagged tag, and
 // whether any were ever set (open rules are kept until applied, so the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telcni/telcni/internal/policytest"
 	"github.com/telcni/telcni/policy"
 	"github.com/telcni/telcni/vppagent/vpptest"
 )
@@ -24,16 +25,7 @@ func TestVPPNetworkPolicyACLs(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
 	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
-	n := l2Net()
-	var recs []*Record
-	ips := []string{"10.9.0.1/24", "10.9.0.2/24", "10.9.0.3/24"}
-	for i, cid := range []string{cidA, cidB, "2a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"} {
-		r, err := a.m.Add(ctx, PodInterface{ContainerID: cid, IfName: "fh0", Netns: newNetns(t), Network: n, IPs: []netip.Prefix{pfx(ips[i])}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
+	recs := addABC(ctx, t, a, l2Net())
 	p := startPods(t)
 	pa := p.add(recs[0], "02:00:00:00:00:0a")
 	pb := p.add(recs[1], "02:00:00:00:00:0b")
@@ -114,14 +106,7 @@ func BenchmarkVPPSetPolicy(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, n := range [][2]int{{1, 1}, {10, 10}, {100, 10}} {
-		var r policy.Rules
-		r.Ingress.Isolated = true
-		for i := range n[0] {
-			peer := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
-			for j := range n[1] {
-				r.Ingress.Allow = append(r.Ingress.Allow, policy.Rule{Peer: peer, Protocol: "udp", Port: uint16(7000 + j), EndPort: uint16(7000 + j)})
-			}
-		}
+		r := policytest.Ingress(n[0], n[1])
 		b.Run(fmt.Sprintf("rules=%d", n[0]*n[1]), func(b *testing.B) {
 			for b.Loop() {
 				if err := a.m.SetPolicy(ctx, rec.Spec.Key(), r); err != nil {

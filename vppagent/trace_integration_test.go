@@ -2,7 +2,6 @@ package vppagent
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +16,7 @@ func TestVPPTracePodInterface(t *testing.T) {
 	v := vpptest.Start(t, vpptest.Options{})
 	a := startAgent(t, v, nil, shortTemp(t))
 	ctx := context.Background()
-	cidC := "2a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
-	var recs []*Record
-	for i, cid := range []string{cidA, cidB, cidC} {
-		r, err := a.m.Add(ctx, PodInterface{ContainerID: cid, IfName: "fh0", Netns: newNetns(t), Network: l2Net(),
-			IPs: []netip.Prefix{pfx("10.9.0." + string(rune('1'+i)) + "/24")}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
+	recs := addABC(ctx, t, a, l2Net())
 	p := startPods(t)
 	pa := p.add(recs[0], "02:00:00:00:00:0a")
 	pb := p.add(recs[1], "02:00:00:00:00:0b")

@@ -564,3 +564,15 @@ func Kubectl(t testing.TB) string {
 	}
 	return bin
 }
+
+// CreateNamespaces creates namespaces with these names (tests that need
+// fixed names, as NADs and policies name them).
+func (e *Env) CreateNamespaces(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := e.Clientset.CoreV1().Namespaces().Create(context.Background(),
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create namespace %s: %v", n, err)
+		}
+	}
+}
